@@ -1,0 +1,200 @@
+"""``python -m babygpt``: train, sample, eval and list, on the command line.
+
+Every model and training hyperparameter is a flag of ``train``; the flags are made from the
+config dataclasses (their ``help`` metadata), so a new field is a new flag with no edit here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+
+from . import checkpoint
+from .data import BUILTIN, Dataset, load_text
+from .evaluation import split_loss
+from .models import FAMILIES, PRESETS
+from .runs import DEFAULT_PRESET, new_run, resume_run
+from .sampling import sample_text
+from .trainer import TrainConfig, pick_device
+
+
+def model_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Every model config field except vocab_size, with the families that have it."""
+    fields: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for family in FAMILIES.values():
+        for f in dataclasses.fields(family.config_class):
+            if f.name != "vocab_size":
+                fields.setdefault(f.name, (f, []))[1].append(family.name)
+    return fields
+
+
+def add_field_flag(group, f: dataclasses.Field, note: str = "") -> None:
+    flag = "--" + f.name.replace("_", "-")
+    help_text = f"{f.metadata.get('help', '')}{note} (default {f.default!r})"
+    kind = type(f.default)  # every config field has a plain int, float, bool or str default
+    if kind is bool:
+        group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    else:
+        group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m babygpt", description="Build, train and sample tiny language models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model", description="Train a model and save its checkpoint directory.")
+    train.add_argument("--preset", help=f"a named recipe: {', '.join(PRESETS)} (default {DEFAULT_PRESET} unless --family is given)")
+    train.add_argument("--family", choices=list(FAMILIES), help="model family, when not taken from --preset")
+    train.add_argument("--data", help=f"built-in corpus ({', '.join(BUILTIN)}, addition:N) or a UTF-8 text file (default shakespeare; on --resume, the run's own)")
+    train.add_argument("--out", default="out/run", help="checkpoint directory to write (default out/run)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out (its settings; flags such as --max-iters extend it)")
+    train.add_argument("--tokenizer", choices=["char", "bpe"], default="char", help="char: one token per character; bpe: byte-level BPE trained on the corpus (default char)")
+    train.add_argument("--bpe-vocab-size", type=int, default=512, help="vocabulary size of the BPE tokenizer (default 512)")
+    model_group = train.add_argument_group("model hyperparameters (the family's default or the preset's value unless given)")
+    for name, (f, families) in model_fields().items():
+        note = "" if len(families) == len(FAMILIES) else f" [{', '.join(families)}]"
+        add_field_flag(model_group, f, note)
+    train_group = train.add_argument_group("training hyperparameters")
+    for f in dataclasses.fields(TrainConfig):
+        add_field_flag(train_group, f)
+
+    sample = commands.add_parser("sample", help="generate text from a checkpoint")
+    sample.add_argument("checkpoint", help="checkpoint directory")
+    sample.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    sample.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate (default 500)")
+    sample.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
+    sample.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all; default 0)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text (default 0)")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+
+    evaluate = commands.add_parser("eval", help="val loss and bits per character of a checkpoint")
+    evaluate.add_argument("checkpoint", help="checkpoint directory")
+    evaluate.add_argument("--data", help="corpus to evaluate on (default: the one it was trained on)")
+    evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split (default val)")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+
+    commands.add_parser("list", help="list model families, presets and built-in corpora")
+    return parser
+
+
+def run_train(args) -> int:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        init_distributed()
+    rank = int(os.environ.get("RANK", "0"))
+    all_fields = model_fields()
+    model = {name: getattr(args, name) for name in all_fields if getattr(args, name) is not None}
+    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    if distributed and "device" not in train and os.environ.get("LOCAL_RANK") and pick_device().type == "cuda":
+        train["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
+    if args.resume:
+        if model:
+            raise ValueError(f"--resume keeps the model of {args.out}; drop {', '.join('--' + k.replace('_', '-') for k in model)}")
+        trainer = resume_run(args.out, args.data, train)
+    else:
+        family = args.family or (PRESETS[args.preset][0] if args.preset in PRESETS else None)
+        for name in model:
+            if family and family not in all_fields[name][1]:
+                raise ValueError(f"--{name.replace('_', '-')} does not apply to the {family} family")
+        trainer = new_run(args.data or "shakespeare", args.family, args.preset, model, train, args.tokenizer, args.bpe_vocab_size, args.out)
+    # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
+    signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    render_training(trainer, show=rank == 0)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+def init_distributed() -> None:
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend=backend)
+
+
+def render_training(trainer, show: bool = True) -> None:
+    """Draw the run's events: a progress bar with loss, tokens/s and ETA, eval lines, samples."""
+    from tqdm import tqdm
+
+    model = trainer.model
+    if show:
+        print(
+            f"{type(model).__name__}: {model.num_parameters():,} parameters, vocabulary {model.config.vocab_size}, "
+            f"{len(trainer.dataset.train):,} train / {len(trainer.dataset.val):,} val tokens, device {trainer.device}"
+            + (f", {trainer.world_size} processes" if trainer.world_size > 1 else "")
+        )
+    bar = tqdm(total=trainer.config.max_iters, initial=trainer.step, disable=not show, unit="step", dynamic_ncols=True)
+    for event in trainer.run():
+        if event.kind == "step":
+            bar.update(event.step - bar.n)
+            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, ETA {format_seconds(event.eta)}")
+        elif event.kind == "eval" and show:
+            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best {event.best_val_loss:.4f})")
+            if event.sample:
+                bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
+        elif event.kind == "done":
+            bar.close()
+            if show:
+                where = f"; checkpoint in {event.checkpoint}" if event.checkpoint else ""
+                best = f"{event.best_val_loss:.4f}" if event.best_val_loss is not None else "n/a"
+                print(f"done ({event.reason}) at step {event.step} after {format_seconds(event.elapsed)}: best val loss {best}{where}")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_sample(args) -> int:
+    loaded = checkpoint.load_checkpoint(args.checkpoint, pick_device(args.device))
+    text = sample_text(
+        loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens,
+        temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+    )
+    print(text)
+    return 0
+
+
+def run_eval(args) -> int:
+    loaded = checkpoint.load_checkpoint(args.checkpoint, pick_device(args.device))
+    data = args.data or loaded.config.get("corpus")
+    if not data:
+        raise ValueError("the checkpoint does not name its corpus; pass --data")
+    dataset = Dataset.from_text(load_text(data), loaded.tokenizer, loaded.model.config.block_size)
+    result = split_loss(loaded.model, dataset, loaded.tokenizer, args.split, args.batch_size)
+    print(
+        f"{args.split} loss {result['loss']:.4f} nats/token, {result['bits_per_char']:.4f} bits/char "
+        f"over {result['tokens']:,} tokens ({result['characters']:,} characters) of {data}"
+    )
+    return 0
+
+
+def run_list(_args) -> int:
+    print("families: " + ", ".join(FAMILIES))
+    print("presets:")
+    for name, (family, settings) in PRESETS.items():
+        model = ", ".join(f"{k}={v}" for k, v in settings.get("model", {}).items())
+        print(f"  {name:22s} {family:7s} {model}")
+    print("corpora: " + ", ".join(BUILTIN) + ", addition:N, or a path to a UTF-8 text file")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"train": run_train, "sample": run_sample, "eval": run_eval, "list": run_list}[args.command]
+    try:
+        return command(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,62 @@
+"""N-gram MLP language model (Bengio et al. 2003; Karpathy, "makemore" part 2).
+
+The previous ``n - 1`` tokens are embedded, concatenated and passed through one tanh hidden
+layer to predict the next token. Positions earlier than ``n - 1`` see a padding token, so the
+model returns a prediction at every position like the other families do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
+
+
+@dataclass
+class NGramConfig(BaseConfig):
+    n: int = field(default=4, metadata={"help": "n-gram order: the model sees the previous n-1 tokens"})
+    n_embd: int = field(default=24, metadata={"help": "embedding width per context token"})
+    n_hidden: int = field(default=256, metadata={"help": "width of the tanh hidden layer"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the hidden layer"})
+
+    def validate(self) -> None:
+        super().validate()
+        check_int(self, "n", minimum=2)
+        check_int(self, "n_embd", minimum=1)
+        check_int(self, "n_hidden", minimum=1)
+        check_fraction(self, "dropout")
+
+
+class NGram(LanguageModel):
+    def __init__(self, config: NGramConfig):
+        super().__init__()
+        self.config = config
+        context = config.n - 1
+        # One extra embedding row is the padding token for positions before the text starts.
+        self.embedding = nn.Embedding(config.vocab_size + 1, config.n_embd)
+        self.hidden = nn.Linear(context * config.n_embd, config.n_hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.n_hidden, config.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
+        self.check_input(idx)
+        self.no_attention(return_attention)
+        context = self.config.n - 1
+        padded = F.pad(idx, (context, 0), value=self.config.vocab_size)
+        # windows[b, t] holds the n-1 tokens before position t+1, i.e. up to and including t.
+        windows = padded.unfold(dimension=1, size=context, step=1)[:, 1:]  # (B, T, n-1)
+        x = self.embedding(windows).flatten(start_dim=2)  # (B, T, (n-1) * n_embd)
+        x = self.dropout(torch.tanh(self.hidden(x)))
+        logits = self.head(x)
+        return logits, self.loss(logits, targets)
+
+
+PRESETS = {
+    "ngram": {"model": {"n": 4, "block_size": 32}, "train": {"learning_rate": 3e-3, "max_iters": 2000, "batch_size": 32}},
+}
+
+FAMILY = Family("ngram", NGramConfig, NGram, PRESETS)

@@ -1,0 +1,349 @@
+"""The trainer: one loop that yields events. The CLI and the app render the same events.
+
+``Trainer.run()`` is a generator of ``TrainEvent``: a ``"step"`` after every optimizer step, an
+``"eval"`` every ``eval_interval`` steps (train and val loss, a sample), and a final ``"done"``.
+``Trainer.stop()`` (from any thread) ends the run after the current step; the run then evaluates,
+saves and finishes normally, so a stopped run always leaves a valid checkpoint.
+
+Exact resume: the batch order comes from a ``torch.Generator`` whose state is saved with the
+weights, the AdamW moments and the global RNG (dropout), and the learning rate is a function of
+the step. A run stopped at step k and resumed therefore computes the same losses as one that
+never stopped. Evaluation and samples use their own generators, so they never shift that stream.
+
+Data parallel: under ``torchrun`` every process draws the same global batch and trains on its
+rows ``rank::world_size``; DDP averages the gradients, so N processes of batch B/N follow the
+same curve as one process of batch B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import checkpoint
+from .data import Dataset
+from .models import LanguageModel
+from .models.base import check_choice, check_int, config_from_dict
+from .sampling import generate
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = field(default=12, metadata={"help": "sequences per optimizer step (all processes together)"})
+    max_iters: int = field(default=2000, metadata={"help": "optimizer steps to train for"})
+    max_seconds: float = field(default=0.0, metadata={"help": "wall-clock budget in seconds (0 = none)"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    min_lr: float = field(default=1e-4, metadata={"help": "learning rate at the end of the cosine decay"})
+    warmup_iters: int = field(default=100, metadata={"help": "steps of linear warmup"})
+    lr_decay_iters: int = field(default=0, metadata={"help": "steps of cosine decay (0 = max_iters)"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on Linear weights"})
+    beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
+    grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0 = off)"})
+    eval_interval: int = field(default=250, metadata={"help": "evaluate every this many steps"})
+    eval_iters: int = field(default=20, metadata={"help": "batches per evaluation, per split"})
+    sample_tokens: int = field(default=200, metadata={"help": "tokens sampled at each evaluation (0 = none)"})
+    dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 autocast (CPU and CUDA)"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model (slow start, faster steps)"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
+    seed: int = field(default=1337, metadata={"help": "seed of initialisation, batch order and samples"})
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_iters", "eval_interval", "eval_iters"):
+            check_int(self, name, minimum=1)
+        for name in ("warmup_iters", "lr_decay_iters", "sample_tokens", "threads", "seed"):
+            check_int(self, name, minimum=0)
+        for name in ("learning_rate", "min_lr", "max_seconds", "weight_decay", "grad_clip", "beta1", "beta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.min_lr <= self.learning_rate:
+            raise ValueError(f"min_lr must be between 0 and learning_rate ({self.learning_rate}), got {self.min_lr}")
+        for name in ("max_seconds", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_choice(self, "dtype", ("float32", "bfloat16"))
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        return config_from_dict(cls, values)
+
+
+@dataclass
+class TrainEvent:
+    """What the loop reports. ``kind`` is "step", "eval" or "done"; unused fields stay None."""
+
+    kind: str
+    step: int
+    max_iters: int
+    elapsed: float
+    tokens_seen: int
+    loss: float | None = None
+    lr: float | None = None
+    tokens_per_sec: float | None = None
+    eta: float | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    sample: str | None = None
+    reason: str | None = None  # done: "max_iters", "max_seconds" or "stopped"
+    checkpoint: str | None = None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warmup to the peak, then cosine decay to ``min_lr`` (nanoGPT's schedule)."""
+    decay_iters = config.lr_decay_iters or config.max_iters
+    if step < config.warmup_iters:
+        return config.learning_rate * (step + 1) / (config.warmup_iters + 1)
+    if step >= decay_iters:
+        return config.min_lr
+    progress = (step - config.warmup_iters) / max(1, decay_iters - config.warmup_iters)
+    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_lr)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW that decays Linear weights only: never biases, norm gains or embeddings."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decayed = {
+        id(m.weight) for m in model.modules() if isinstance(m, nn.Linear) and id(m.weight) not in embeddings
+    }
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    # The fused kernel exists for CPU and CUDA tensors and is much faster than the loop.
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=device.type in ("cpu", "cuda")
+    )
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: LanguageModel,
+        tokenizer,
+        dataset: Dataset,
+        config: TrainConfig,
+        out_dir: str | Path | None = None,
+        run_info: dict | None = None,
+    ):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.dataset = dataset
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.run_info = run_info or {}  # extra config.json entries: corpus name, preset…
+        self.device = pick_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.model = model.to(self.device)
+        self.optimizer = make_optimizer(self.model, config, self.device)
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if config.batch_size % self.world_size:
+            raise ValueError(f"batch_size {config.batch_size} must be divisible by the {self.world_size} processes")
+        self.batch_generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.tokens_seen = 0
+        self.train_seconds = 0.0
+        self.best_val_loss = math.inf
+        self.history: list[dict] = []
+        self._stop = threading.Event()
+
+    # --- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the run to finish after the current step (thread-safe)."""
+        self._stop.set()
+
+    def resume(self) -> None:
+        """Continue from ``out_dir``'s training state: weights, optimizer, RNG, counters, history."""
+        if self.out_dir is None:
+            raise ValueError("resume needs the run's out_dir")
+        state, rng = checkpoint.load_training_state(self.out_dir, self.model, self.optimizer)
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.train_seconds, self.history = state["train_seconds"], state["history"]
+        self.best_val_loss = state["best_val_loss"] if state["best_val_loss"] is not None else math.inf
+        self.batch_generator.set_state(rng["batch_generator"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[TrainEvent]:
+        config, model = self.config, self.model
+        train_model = torch.compile(model) if config.compile else model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(train_model)
+        tokens_per_step = config.batch_size * model.config.block_size
+        start_time = time.perf_counter() - self.train_seconds
+        session_start, session_start_step = time.perf_counter(), self.step
+        step_seconds = None  # moving average, for tokens/s and ETA
+        reason = "max_iters"
+        last_eval_step = None
+        model.train()
+        while self.step < config.max_iters:
+            tick = time.perf_counter()
+            lr = learning_rate(self.step, config)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x, y = self.dataset.batch("train", config.batch_size, model.config.block_size, self.batch_generator)
+            x, y = x[self.rank :: self.world_size].to(self.device), y[self.rank :: self.world_size].to(self.device)
+            with self.autocast():
+                _, loss = train_model(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"loss became {loss_value} at step {self.step}; lower the learning rate or use float32"
+                )
+            self.step += 1
+            self.tokens_seen += tokens_per_step
+            now = time.perf_counter()
+            self.train_seconds = now - start_time
+            took = now - tick
+            step_seconds = took if step_seconds is None else 0.9 * step_seconds + 0.1 * took
+            eta = (config.max_iters - self.step) * step_seconds
+            if config.max_seconds:
+                eta = min(eta, max(0.0, config.max_seconds - (now - session_start)))
+            yield TrainEvent(
+                "step", self.step, config.max_iters, self.train_seconds, self.tokens_seen,
+                loss=loss_value, lr=lr, tokens_per_sec=tokens_per_step / step_seconds, eta=eta,
+            )
+            if self.step % config.eval_interval == 0 or self.step == config.max_iters:
+                yield self.evaluate_and_save()
+                last_eval_step = self.step
+            if self.should_stop(now - session_start):
+                reason = "stopped" if self._stop.is_set() else "max_seconds"
+                break
+        if last_eval_step != self.step and self.step > session_start_step:
+            yield self.evaluate_and_save()
+        yield TrainEvent(
+            "done", self.step, config.max_iters, self.train_seconds, self.tokens_seen,
+            best_val_loss=self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            reason=reason, checkpoint=str(self.out_dir) if self.out_dir else None,
+        )
+
+    def should_stop(self, session_seconds: float) -> bool:
+        wanted = self._stop.is_set() or bool(self.config.max_seconds and session_seconds >= self.config.max_seconds)
+        if self.world_size > 1:  # every process must leave the loop at the same step
+            flag = torch.tensor([float(wanted)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            wanted = bool(flag.item())
+        return wanted
+
+    def autocast(self):
+        if self.config.dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- evaluation and checkpoints -------------------------------------------------------------
+
+    @torch.no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        """Mean loss over ``eval_iters`` batches per split; the same batches at every evaluation."""
+        self.model.eval()
+        block_size = self.model.config.block_size
+        losses = {}
+        for split in ("train", "val"):
+            generator = torch.Generator().manual_seed(self.config.seed + 1)
+            total = 0.0
+            for _ in range(self.config.eval_iters):
+                x, y = self.dataset.batch(split, self.config.batch_size, block_size, generator)
+                with self.autocast():
+                    _, loss = self.model(x.to(self.device), y.to(self.device))
+                total += loss.item()
+            losses[split] = total / self.config.eval_iters
+        self.model.train()
+        return losses
+
+    def sample(self) -> str | None:
+        if not self.config.sample_tokens:
+            return None
+        prompt = self.dataset.val[:1].tolist()
+        ids = generate(self.model, prompt, self.config.sample_tokens, temperature=1.0, seed=self.config.seed)
+        return self.tokenizer.decode(ids)
+
+    def evaluate_and_save(self) -> TrainEvent:
+        losses = self.estimate_loss()
+        improved = losses["val"] < self.best_val_loss
+        if improved:
+            self.best_val_loss = losses["val"]
+        self.history.append(
+            {"step": self.step, "tokens": self.tokens_seen, "elapsed": round(self.train_seconds, 3),
+             "train_loss": losses["train"], "val_loss": losses["val"]}
+        )
+        sample = self.sample() if self.rank == 0 else None
+        if self.out_dir is not None and self.rank == 0:
+            if improved:
+                checkpoint.save_checkpoint(self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config())
+            else:  # keep the best weights, but record the run's progress
+                checkpoint.write_json(self.out_dir / checkpoint.METRICS_FILE, self.metrics())
+            self.save_training_state()
+        return TrainEvent(
+            "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
+            train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,
+            checkpoint=str(self.out_dir) if self.out_dir else None,
+        )
+
+    def metrics(self) -> dict:
+        best = min(self.history, key=lambda h: h["val_loss"]) if self.history else None
+        return {
+            "val_loss": best["val_loss"] if best else None,
+            "train_loss": best["train_loss"] if best else None,
+            "best_step": best["step"] if best else None,
+            "steps": self.step,
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": round(self.train_seconds, 3),
+            "parameters": self.model.num_parameters(),
+            "history": self.history,
+        }
+
+    def saved_config(self) -> dict:
+        return {"train": asdict(self.config), **self.run_info}
+
+    def save_training_state(self) -> None:
+        rng = {"torch": torch.get_rng_state(), "batch_generator": self.batch_generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": self.train_seconds,
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "history": self.history,
+        }
+        checkpoint.save_training_state(self.out_dir, self.model, self.optimizer, rng, state)

@@ -1,0 +1,97 @@
+"""The CLI as a user runs it: a real ``python -m babygpt`` process."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from babygpt.models import FAMILIES
+from babygpt.trainer import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-interval", "5", "--eval-iters", "2", "--sample-tokens", "10"]
+
+
+def babygpt(*args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "babygpt", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_help_documents_every_flag():
+    text = babygpt("train", "--help").stdout
+    names = {f.name for family in FAMILIES.values() for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
+    names |= {f.name for f in dataclasses.fields(TrainConfig)}
+    for name in names:
+        assert "--" + name.replace("_", "-") in text, name
+    for flag in ("--preset", "--family", "--data", "--out", "--resume", "--tokenizer", "--max-seconds"):
+        assert flag in text
+    for command in ("sample", "eval"):
+        text = babygpt(command, "--help").stdout
+        assert "checkpoint" in text and "--device" in text
+    sample_help = babygpt("sample", "--help").stdout
+    for flag in ("--prompt", "--max-new-tokens", "--temperature", "--top-k", "--seed"):
+        assert flag in sample_help
+
+
+def test_train_sample_eval_resume(tmp_path):
+    out = tmp_path / "run"
+    result = babygpt("train", "--preset", "gpt", *TINY, "--max-iters", "10", "--out", str(out))
+    assert "best val loss" in result.stdout and "step 10: train" in result.stdout
+    assert "tok/s" in result.stderr and "ETA" in result.stderr, "the progress bar shows speed and ETA"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 10
+
+    first = babygpt("sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3").stdout
+    again = babygpt("sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3").stdout
+    assert first == again and first.startswith("ROMEO:") and len(first) > 40
+
+    result = babygpt("eval", str(out))
+    assert "val loss" in result.stdout and "bits/char" in result.stdout
+    loss = float(result.stdout.split("val loss ")[1].split()[0])
+    bits = float(result.stdout.split("nats/token, ")[1].split()[0])
+    assert bits == pytest.approx(loss / 0.6931471805599453, rel=1e-3), "char model: bits/char = loss / ln 2"
+
+    babygpt("train", "--out", str(out), "--resume", "--max-iters", "15")
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 15
+
+
+def test_bpe_tokenizer_and_llama_family(tmp_path):
+    out = tmp_path / "run"
+    babygpt("train", "--family", "llama", "--n-kv-head", "1", *TINY, "--max-iters", "5", "--tokenizer", "bpe",
+            "--bpe-vocab-size", "300", "--data", "kjv", "--out", str(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["family"] == "llama" and config["model"]["vocab_size"] == 300 and config["tokenizer"] == "bpe"
+    assert "bits/char" in babygpt("eval", str(out)).stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n-embd", "30", "--n-head", "4"], "divisible by n_head"),
+        (["--learning-rate", "0"], "learning_rate must be positive"),
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--preset", "gpt", "--n-kv-head", "2"], "--n-kv-head does not apply to the gpt family"),
+        (["--data", "/no/such/file.txt"], "no corpus named"),
+        (["--block-size", "0"], "block_size must be at least 1"),
+    ],
+)
+def test_bad_arguments_give_a_clear_error_and_no_traceback(tmp_path, args, message):
+    result = babygpt("train", *args, "--out", str(tmp_path / "x"), check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists(), "nothing is written before the settings are checked"
+
+
+def test_sample_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
+    result = babygpt("sample", str(tmp_path / "none"), check=False)
+    assert result.returncode == 2 and "not a directory" in result.stderr and "Traceback" not in result.stderr
