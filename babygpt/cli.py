@@ -13,8 +13,8 @@ import signal
 import sys
 
 from . import checkpoint
-from .data import BUILTIN, Dataset, load_text
-from .evaluation import split_loss
+from .data import BUILTIN, Dataset, load_text, val_lines
+from .evaluation import addition_accuracy, split_loss
 from .models import FAMILIES, PRESETS
 from .runs import DEFAULT_PRESET, new_run, resume_run
 from .sampling import sample_text
@@ -171,12 +171,17 @@ def run_eval(args) -> int:
     data = args.data or loaded.config.get("corpus")
     if not data:
         raise ValueError("the checkpoint does not name its corpus; pass --data")
-    dataset = Dataset.from_text(load_text(data), loaded.tokenizer, loaded.model.config.block_size)
+    text = load_text(data)
+    dataset = Dataset.from_text(text, loaded.tokenizer, loaded.model.config.block_size)
     result = split_loss(loaded.model, dataset, loaded.tokenizer, args.split, args.batch_size)
     print(
         f"{args.split} loss {result['loss']:.4f} nats/token, {result['bits_per_char']:.4f} bits/char "
         f"over {result['tokens']:,} tokens ({result['characters']:,} characters) of {data}"
     )
+    if str(data).startswith("addition") and args.split == "val":
+        problems = val_lines(text)[:500]
+        accuracy = addition_accuracy(loaded.model, loaded.tokenizer, problems)
+        print(f"exact-match accuracy {accuracy:.1%} on {len(problems)} val problems (greedy decoding)")
     return 0
 
 

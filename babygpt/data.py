@@ -79,6 +79,11 @@ def addition_text(digits: int = 2, seed: int = 0) -> str:
     return "".join(f"{a}+{b}={a + b}\n" for a, b in addition_problems(digits, seed))
 
 
+def val_lines(text: str) -> list[str]:
+    """The whole lines of the val split (the last 10 %), without the line the split cuts."""
+    return text[int(TRAIN_FRACTION * len(text)) :].splitlines()[1:]
+
+
 # --- Encoding, splitting, batching ---------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -35,9 +36,9 @@ def split_loss(model, dataset: Dataset, tokenizer, split: str = "val", batch_siz
     }
 
 
-def addition_accuracy(model, tokenizer, text: str, max_problems: int = 500) -> float:
-    """Exact-match accuracy: greedy-decode the answer of each ``a+b=`` line of ``text``."""
-    lines = [line for line in text.splitlines() if "=" in line][:max_problems]
+def addition_accuracy(model, tokenizer, lines: list[str], max_problems: int = 500) -> float:
+    """Exact-match accuracy: greedy-decode the answer of each ``a+b=c`` line."""
+    lines = [line for line in lines if re.fullmatch(r"\d+\+\d+=\d+", line)][:max_problems]
     if not lines:
         raise ValueError("no a+b=c lines to evaluate")
     newline = tokenizer.encode("\n")

@@ -92,6 +92,14 @@ def test_bad_arguments_give_a_clear_error_and_no_traceback(tmp_path, args, messa
     assert not (tmp_path / "x").exists(), "nothing is written before the settings are checked"
 
 
+def test_eval_reports_exact_match_accuracy_on_the_addition_task(tmp_path):
+    out = tmp_path / "adder"
+    babygpt("train", "--preset", "gpt", *TINY, "--max-iters", "5", "--data", "addition", "--out", str(out))
+    line = babygpt("eval", str(out)).stdout.splitlines()[-1]
+    assert line.startswith("exact-match accuracy ") and line.endswith("on 500 val problems (greedy decoding)")
+    assert 0.0 <= float(line.split()[2].rstrip("%")) <= 100.0
+
+
 def test_sample_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
     result = babygpt("sample", str(tmp_path / "none"), check=False)
     assert result.returncode == 2 and "not a directory" in result.stderr and "Traceback" not in result.stderr

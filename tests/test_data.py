@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from babygpt.data import DATA_DIR, Dataset, addition_problems, addition_text, load_text
+from babygpt.data import DATA_DIR, Dataset, addition_problems, addition_text, load_text, val_lines
 from babygpt.evaluation import addition_accuracy
 from babygpt.models.base import LanguageModel
 from babygpt.tokenizer import CharTokenizer
@@ -95,7 +95,8 @@ class OracleAdder(LanguageModel):
 def test_addition_accuracy_is_exact_match():
     text = load_text("addition")
     tokenizer = CharTokenizer.train(text)
-    val = text[int(0.9 * len(text)):].split("\n", 1)[1]
+    val = val_lines(text)
+    assert 900 < len(val) < 1100 and set(val) <= set(text.splitlines()), "whole problems only"
     assert addition_accuracy(OracleAdder(tokenizer), tokenizer, val, max_problems=50) == 1.0
     assert addition_accuracy(OracleAdder(tokenizer, wrong=True), tokenizer, val, max_problems=50) == 0.0
 

@@ -164,3 +164,25 @@ def test_optimizer_is_fused_adamw():
     assert isinstance(trainer.optimizer, torch.optim.AdamW)
     assert trainer.optimizer.defaults["fused"] is True
     assert isinstance(make_optimizer(trainer.model, TrainConfig(), torch.device("cpu")), torch.optim.AdamW)
+
+
+def test_device_auto_selection_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    from babygpt.trainer import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_thread_count_is_applied():
+    before = torch.get_num_threads()
+    try:
+        tiny_run(threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
