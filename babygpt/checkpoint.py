@@ -7,8 +7,9 @@
     tokenizer.json                the tokenizer (babygpt.tokenizer)
     model.safetensors             weights of the best model so far (lowest val loss)
     metrics.json                  best val loss, steps, tokens seen, training time, loss history
-    training_state.safetensors    to resume: the latest weights, AdamW moments, RNG states
-    training_state.json           to resume: step, counters, optimizer hyperparameters
+    training_state.safetensors    to resume: the latest weights, AdamW moments, RNG states, and
+                                  (in its header) the step, counters and optimizer settings
+    training_state.json           a readable copy of that header
 
 Every file is written to a temporary name, flushed to disk and renamed over the old one, so a
 crash mid-write leaves the previous version of that file intact. The training state is one
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +43,25 @@ STATE_JSON = "training_state.json"
 def atomic_write(path: Path, write) -> None:
     """Call ``write(temporary_path)``, then move the finished file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write(temporary)
+        # Created here first to learn the user's usual mode (umask): some writers, safetensors
+        # among them, make their files readable by the owner only.
+        temporary.touch(exist_ok=False)
+        mode = temporary.stat().st_mode
+        write(str(temporary))
+        os.chmod(temporary, mode)
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        if temporary.exists():
+            temporary.unlink()
 
 
 def write_json(path: Path, values: dict) -> None:
@@ -71,8 +81,10 @@ def read_json(path: Path) -> dict:
     return values
 
 
-def save_checkpoint(directory, model: LanguageModel, tokenizer, metrics: dict, extra_config: dict | None = None) -> None:
-    """Write config, tokenizer, weights and metrics. Metrics last: they describe the weights."""
+def save_checkpoint(
+    directory, model: LanguageModel, tokenizer, metrics: dict, extra_config: dict | None = None, weights: bool = True
+) -> None:
+    """Write config, tokenizer, weights (unless ``weights=False``) and metrics, metrics last."""
     directory = Path(directory)
     config = {
         "format_version": FORMAT_VERSION,
@@ -82,7 +94,8 @@ def save_checkpoint(directory, model: LanguageModel, tokenizer, metrics: dict, e
     }
     write_json(directory / CONFIG_FILE, config)
     atomic_write(directory / TOKENIZER_FILE, lambda tmp: save_tokenizer(tokenizer, tmp))
-    atomic_write(directory / MODEL_FILE, lambda tmp: save_model(model, tmp))
+    if weights:
+        atomic_write(directory / MODEL_FILE, lambda tmp: save_model(model, tmp))
     write_json(directory / METRICS_FILE, metrics)
 
 
@@ -109,6 +122,8 @@ def read_config(directory) -> dict:
         config_from_json(config.get("model"))
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path} has a malformed model config: {error}") from None
+    if not isinstance(config.get("train", {}), dict):
+        raise ValueError(f"{path} has a malformed 'train' entry: expected a JSON object")
     return config
 
 

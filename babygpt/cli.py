@@ -13,7 +13,7 @@ import signal
 import sys
 
 from . import checkpoint
-from .data import BUILTIN, Dataset, load_text, val_lines
+from .data import BUILTIN, Dataset, is_builtin, load_text, val_lines
 from .evaluation import addition_accuracy, split_loss
 from .models import FAMILIES, PRESETS
 from .runs import DEFAULT_PRESET, new_run, resume_run
@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--family", choices=list(FAMILIES), help="model family, when not taken from --preset")
     train.add_argument("--data", help=f"built-in corpus ({', '.join(BUILTIN)}, addition:N) or a UTF-8 text file (default shakespeare; on --resume, the run's own)")
     train.add_argument("--out", default="out/run", help="checkpoint directory to write (default out/run)")
-    train.add_argument("--resume", action="store_true", help="continue the run saved in --out (its settings; flags such as --max-iters extend it)")
-    train.add_argument("--tokenizer", choices=["char", "bpe"], default="char", help="char: one token per character; bpe: byte-level BPE trained on the corpus (default char)")
-    train.add_argument("--bpe-vocab-size", type=int, default=512, help="vocabulary size of the BPE tokenizer (default 512)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out with its model, tokenizer and settings; training flags (e.g. --max-iters) override its settings")
+    train.add_argument("--tokenizer", choices=["char", "bpe"], help="char: one token per character; bpe: byte-level BPE trained on the corpus (default char)")
+    train.add_argument("--bpe-vocab-size", type=int, help="vocabulary size of the BPE tokenizer (default 512)")
     model_group = train.add_argument_group("model hyperparameters (the family's default or the preset's value unless given)")
     for name, (f, families) in model_fields().items():
         note = "" if len(families) == len(FAMILIES) else f" [{', '.join(families)}]"
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args) -> int:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
-        init_distributed()
+        init_distributed(args.device or "auto")
     rank = int(os.environ.get("RANK", "0"))
     all_fields = model_fields()
     model = {name: getattr(args, name) for name in all_fields if getattr(args, name) is not None}
@@ -92,33 +92,48 @@ def run_train(args) -> int:
     if distributed and "device" not in train and os.environ.get("LOCAL_RANK") and pick_device().type == "cuda":
         train["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
     if args.resume:
-        if model:
-            raise ValueError(f"--resume keeps the model of {args.out}; drop {', '.join('--' + k.replace('_', '-') for k in model)}")
+        fixed = [f"--{k.replace('_', '-')}" for k in model] + [
+            flag for flag, given in (("--preset", args.preset), ("--family", args.family),
+                                     ("--tokenizer", args.tokenizer), ("--bpe-vocab-size", args.bpe_vocab_size)) if given
+        ]
+        if fixed:
+            raise ValueError(f"--resume keeps the model and tokenizer of {args.out}; drop {', '.join(fixed)}")
         trainer = resume_run(args.out, args.data, train)
     else:
         family = args.family or (PRESETS[args.preset][0] if args.preset in PRESETS else None)
         for name in model:
             if family and family not in all_fields[name][1]:
                 raise ValueError(f"--{name.replace('_', '-')} does not apply to the {family} family")
-        trainer = new_run(args.data or "shakespeare", args.family, args.preset, model, train, args.tokenizer, args.bpe_vocab_size, args.out)
+        trainer = new_run(
+            args.data or "shakespeare", args.family, args.preset, model, train,
+            args.tokenizer or "char", args.bpe_vocab_size or 512, args.out,
+        )
     # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
     signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
     render_training(trainer, show=rank == 0)
     if distributed:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+        shutdown_distributed()
     return 0
 
 
-def init_distributed() -> None:
+def init_distributed(device: str) -> None:
     import torch
     import torch.distributed as dist
 
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if pick_device(device).type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend=backend)
+
+
+def shutdown_distributed() -> None:
+    """Leave together. Rank 0 is the last to finish (it writes the checkpoint); a process whose
+    peer has already torn gloo down while it still holds a connection can abort (SIGABRT) on
+    exit, failing a run that succeeded."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def render_training(trainer, show: bool = True) -> None:
@@ -178,8 +193,8 @@ def run_eval(args) -> int:
         f"{args.split} loss {result['loss']:.4f} nats/token, {result['bits_per_char']:.4f} bits/char "
         f"over {result['tokens']:,} tokens ({result['characters']:,} characters) of {data}"
     )
-    if str(data).startswith("addition") and args.split == "val":
-        problems = val_lines(text)[:500]
+    if is_builtin(data) and str(data).startswith("addition") and args.split == "val":
+        problems = val_lines(text, dataset.val_start(loaded.tokenizer))[:500]
         accuracy = addition_accuracy(loaded.model, loaded.tokenizer, problems)
         print(f"exact-match accuracy {accuracy:.1%} on {len(problems)} val problems (greedy decoding)")
     return 0
@@ -200,6 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": run_train, "sample": run_sample, "eval": run_eval, "list": run_list}[args.command]
     try:
         return command(args)
-    except ValueError as error:
+    except (ValueError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -79,9 +79,13 @@ def addition_text(digits: int = 2, seed: int = 0) -> str:
     return "".join(f"{a}+{b}={a + b}\n" for a, b in addition_problems(digits, seed))
 
 
-def val_lines(text: str) -> list[str]:
-    """The whole lines of the val split (the last 10 %), without the line the split cuts."""
-    return text[int(TRAIN_FRACTION * len(text)) :].splitlines()[1:]
+def val_lines(text: str, start: int | None = None) -> list[str]:
+    """The whole lines of the val split, which starts at character ``start`` (default: 90 %).
+
+    The line the split cuts belongs to neither side and is dropped.
+    """
+    start = int(TRAIN_FRACTION * len(text)) if start is None else start
+    return text[start:].splitlines()[1:]
 
 
 # --- Encoding, splitting, batching ---------------------------------------------------------------
@@ -107,6 +111,10 @@ class Dataset:
                     "use a longer text or a smaller block_size"
                 )
         return dataset
+
+    def val_start(self, tokenizer) -> int:
+        """Where the val split starts in the text, in characters (BPE splits between tokens)."""
+        return len(tokenizer.decode(self.train.tolist()))
 
     def batch(self, split: str, batch_size: int, block_size: int, generator: torch.Generator):
         """``batch_size`` random windows: inputs ``x`` and the same windows shifted by one, ``y``."""

@@ -18,6 +18,8 @@ def split_loss(model, dataset: Dataset, tokenizer, split: str = "val", batch_siz
     Bits per character divides the total loss (in bits) by the characters those tokens spell, so
     a character model and a BPE model compare on the same scale.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model.eval()
     device = next(model.parameters()).device
     x, y = dataset.windows(split, model.config.block_size)

@@ -18,6 +18,13 @@ from .tokenizer import load_tokenizer, train_tokenizer
 from .trainer import TrainConfig, Trainer
 
 DEFAULT_PRESET = "gpt"
+# Settings of the machine a run happened to start on, not of the run: a resume picks its own.
+MACHINE_SETTINGS = ("device", "threads")
+
+
+def check_out_dir(out_dir: str | Path | None) -> None:
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"--out {out_dir} is a file; a checkpoint is a directory")
 
 
 def resolve_settings(
@@ -48,6 +55,7 @@ def new_run(
     out_dir: str | Path | None = None,
 ) -> Trainer:
     family, model_settings, train_config = resolve_settings(family, preset, model, train)
+    check_out_dir(out_dir)
     text = load_text(data)
     token_map = train_tokenizer(tokenizer, text, bpe_vocab_size)
     model_config = make_config(family, **{**model_settings, "vocab_size": token_map.vocab_size})
@@ -60,10 +68,17 @@ def new_run(
 
 def resume_run(out_dir: str | Path, data: str | None = None, train: dict | None = None) -> Trainer:
     """Continue the run in ``out_dir`` with its own settings; ``train`` may extend max_iters etc."""
+    check_out_dir(out_dir)
+    if not Path(out_dir).is_dir():
+        raise ValueError(f"cannot resume: {out_dir} is not a checkpoint directory")
     config = checkpoint.read_config(out_dir)
     token_map = load_tokenizer(Path(out_dir) / "tokenizer.json")
     model_config = config_from_json(config["model"])
-    train_config = TrainConfig.from_dict({**config.get("train", {}), **(train or {})})
+    saved = {k: v for k, v in config.get("train", {}).items() if k not in MACHINE_SETTINGS}
+    try:
+        train_config = TrainConfig.from_dict({**saved, **(train or {})})
+    except ValueError as error:
+        raise ValueError(f"cannot resume {out_dir}: its training settings are invalid: {error}") from None
     data = data or config.get("corpus")
     if not data:
         raise ValueError(f"{out_dir} does not name its corpus; pass the data again")

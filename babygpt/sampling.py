@@ -12,7 +12,9 @@ import torch
 
 def next_token_distribution(logits: torch.Tensor, temperature: float, top_k: int = 0) -> torch.Tensor:
     """Probabilities (V,) from the last position's logits (V,) after temperature and top-k."""
-    logits = logits.float() / temperature
+    # Subtract the maximum first: (logits - max) / temperature is never +inf, so even a tiny
+    # temperature gives a valid (nearly one-hot) distribution instead of NaN.
+    logits = (logits.float() - logits.max()) / temperature
     if top_k and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -36,6 +38,8 @@ def generate(
         raise ValueError(f"temperature must be 0 (greedy) or positive, got {temperature}")
     if top_k < 0:
         raise ValueError(f"top_k must be 0 (off) or positive, got {top_k}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must not be negative, got {max_new_tokens}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -11,14 +11,16 @@ the step. A run stopped at step k and resumed therefore computes the same losses
 never stopped. Evaluation and samples use their own generators, so they never shift that stream.
 
 Data parallel: under ``torchrun`` every process draws the same global batch and trains on its
-rows ``rank::world_size``; DDP averages the gradients, so N processes of batch B/N follow the
-same curve as one process of batch B.
+rows ``rank::world_size``; DDP averages the gradients, so without dropout N processes of batch
+B/N follow the same curve as one process of batch B. Each process draws its own dropout masks
+(seed + rank), and each one's RNG state is saved, so a DDP run resumes exactly too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,7 +80,7 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         check_choice(self, "dtype", ("float32", "bfloat16"))
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
 
     @classmethod
@@ -108,13 +110,17 @@ class TrainEvent:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """auto picks cuda > mps > cpu; a named device must exist on this machine."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", str(name)):
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {name!r}")
+    device = torch.device(name)
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"device {name} is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps is not available on this machine")
+    return device
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -129,7 +135,10 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW that decays Linear weights only: never biases, norm gains or embeddings."""
+    """AdamW that decays Linear weights only: never biases, norm gains or embeddings.
+
+    Group 0 holds the decayed weights, group 1 everything else.
+    """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decayed = {
         id(m.weight) for m in model.modules() if isinstance(m, nn.Linear) and id(m.weight) not in embeddings
@@ -169,6 +178,8 @@ class Trainer:
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size {config.batch_size} must be divisible by the {self.world_size} processes")
         self.batch_generator = torch.Generator().manual_seed(config.seed)
+        if self.world_size > 1:  # the same weights everywhere (DDP copies rank 0's), own dropout masks
+            torch.manual_seed(config.seed + self.rank)
         self.step = 0
         self.tokens_seen = 0
         self.train_seconds = 0.0
@@ -179,7 +190,11 @@ class Trainer:
     # --- control --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the run to finish after the current step (thread-safe)."""
+        """Ask the run to finish after the current step (thread-safe).
+
+        Use this rather than abandoning the ``run()`` generator: a stopped run evaluates and
+        saves before it ends, an abandoned one keeps only what its last evaluation saved.
+        """
         self._stop.set()
 
     def resume(self) -> None:
@@ -190,20 +205,30 @@ class Trainer:
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.train_seconds, self.history = state["train_seconds"], state["history"]
         self.best_val_loss = state["best_val_loss"] if state["best_val_loss"] is not None else math.inf
+        # The saved hyperparameters are the old run's; this run's settings win (lr is set per step).
+        for group in self.optimizer.param_groups:
+            group["betas"] = (self.config.beta1, self.config.beta2)
+        self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay  # make_optimizer's decayed group
         self.batch_generator.set_state(rng["batch_generator"])
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if f"torch.{self.rank}" in rng:
+            torch.set_rng_state(rng[f"torch.{self.rank}"])
+        else:  # resumed with more processes than saved: a fresh, still distinct dropout stream
+            torch.manual_seed(self.config.seed + self.rank + self.step)
+        if f"cuda.{self.rank}" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[f"cuda.{self.rank}"], self.device)
 
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> Iterator[TrainEvent]:
         config, model = self.config, self.model
-        train_model = torch.compile(model) if config.compile else model
+        self._stop.clear()
+        train_model = model
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            train_model = DistributedDataParallel(train_model)
+            train_model = DistributedDataParallel(model)
+        if config.compile:  # after DDP, so that compiled graphs still overlap gradient all-reduces
+            train_model = torch.compile(train_model)
         tokens_per_step = config.batch_size * model.config.block_size
         start_time = time.perf_counter() - self.train_seconds
         session_start, session_start_step = time.perf_counter(), self.step
@@ -225,14 +250,14 @@ class Trainer:
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             self.optimizer.step()
-            loss_value = loss.item()
+            now = time.perf_counter()
+            loss_value = self.across_processes(loss.item(), dist.ReduceOp.SUM) / self.world_size
             if not math.isfinite(loss_value):
                 raise FloatingPointError(
                     f"loss became {loss_value} at step {self.step}; lower the learning rate or use float32"
                 )
             self.step += 1
             self.tokens_seen += tokens_per_step
-            now = time.perf_counter()
             self.train_seconds = now - start_time
             took = now - tick
             step_seconds = took if step_seconds is None else 0.9 * step_seconds + 0.1 * took
@@ -246,7 +271,7 @@ class Trainer:
             if self.step % config.eval_interval == 0 or self.step == config.max_iters:
                 yield self.evaluate_and_save()
                 last_eval_step = self.step
-            if self.should_stop(now - session_start):
+            if self.across_processes(float(self.stop_wanted(now - session_start)), dist.ReduceOp.MAX):
                 reason = "stopped" if self._stop.is_set() else "max_seconds"
                 break
         if last_eval_step != self.step and self.step > session_start_step:
@@ -257,13 +282,16 @@ class Trainer:
             reason=reason, checkpoint=str(self.out_dir) if self.out_dir else None,
         )
 
-    def should_stop(self, session_seconds: float) -> bool:
-        wanted = self._stop.is_set() or bool(self.config.max_seconds and session_seconds >= self.config.max_seconds)
-        if self.world_size > 1:  # every process must leave the loop at the same step
-            flag = torch.tensor([float(wanted)], device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            wanted = bool(flag.item())
-        return wanted
+    def stop_wanted(self, session_seconds: float) -> bool:
+        return self._stop.is_set() or bool(self.config.max_seconds and session_seconds >= self.config.max_seconds)
+
+    def across_processes(self, value: float, op) -> float:
+        """Under DDP every process must see the same mean loss and stop at the same step."""
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=op)
+        return tensor.item()
 
     def autocast(self):
         if self.config.dtype == "bfloat16":
@@ -307,12 +335,15 @@ class Trainer:
              "train_loss": losses["train"], "val_loss": losses["val"]}
         )
         sample = self.sample() if self.rank == 0 else None
-        if self.out_dir is not None and self.rank == 0:
-            if improved:
-                checkpoint.save_checkpoint(self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config())
-            else:  # keep the best weights, but record the run's progress
-                checkpoint.write_json(self.out_dir / checkpoint.METRICS_FILE, self.metrics())
-            self.save_training_state()
+        if self.out_dir is not None:
+            rng = self.rng_states()  # every process takes part; only rank 0 writes
+            if self.rank == 0:
+                # The weights only when they are the best so far; config and metrics always, so
+                # that settings changed on a resume (a longer max_iters) are the ones saved.
+                checkpoint.save_checkpoint(
+                    self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(), weights=improved
+                )
+                self.save_training_state(rng)
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
             train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,
@@ -335,10 +366,23 @@ class Trainer:
     def saved_config(self) -> dict:
         return {"train": asdict(self.config), **self.run_info}
 
-    def save_training_state(self) -> None:
-        rng = {"torch": torch.get_rng_state(), "batch_generator": self.batch_generator.get_state()}
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        """The batch generator, and every process's own dropout RNG (gathered under DDP)."""
+        states = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        rng = {"batch_generator": self.batch_generator.get_state()}
+        for name, state in states.items():
+            gathered = [state]
+            if self.world_size > 1:  # RNG states have the same size on every process
+                local = state.to(self.device)
+                gathered = [torch.empty_like(local) for _ in range(self.world_size)]
+                dist.all_gather(gathered, local)
+            for rank, value in enumerate(gathered):
+                rng[f"{name}.{rank}"] = value.cpu()
+        return rng
+
+    def save_training_state(self, rng: dict[str, torch.Tensor]) -> None:
         state = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,

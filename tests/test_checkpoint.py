@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 
 import pytest
@@ -52,6 +53,16 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
     assert (tmp_path / "model.safetensors").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "temporary files are cleaned up"
     assert checkpoint.load_checkpoint(tmp_path).metrics == {"val_loss": 1.5}
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        saved(tmp_path)
+    finally:
+        os.umask(old)
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

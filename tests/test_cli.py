@@ -103,3 +103,51 @@ def test_eval_reports_exact_match_accuracy_on_the_addition_task(tmp_path):
 def test_sample_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
     result = babygpt("sample", str(tmp_path / "none"), check=False)
     assert result.returncode == 2 and "not a directory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    babygpt("train", "--preset", "gpt", *TINY, "--max-iters", "3", "--out", str(out))
+    return out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "--max-new-tokens", "-5"], "max_new_tokens must not be negative"),
+        (["sample", "--temperature", "-1"], "temperature must be 0 (greedy) or positive"),
+        (["sample", "--temperature", "nan"], "temperature must be 0 (greedy) or positive"),
+        (["sample", "--top-k", "-1"], "top_k must be 0 (off) or positive"),
+        (["sample", "--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
+        (["sample", "--prompt", "Zürich 🙂"], "not in this model's vocabulary"),
+        (["eval", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["eval", "--data", "/no/such.txt"], "no corpus named"),
+    ],
+)
+def test_bad_sample_and_eval_arguments_give_a_clear_error(trained, args, message):
+    command, *rest = args
+    result = babygpt(command, str(trained), *rest, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tiny_temperature_is_nearly_greedy_not_an_error(trained):
+    tiny = babygpt("sample", str(trained), "--temperature", "1e-40", "--max-new-tokens", "20").stdout
+    greedy = babygpt("sample", str(trained), "--temperature", "0", "--max-new-tokens", "20").stdout
+    assert tiny == greedy
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume", "--preset", "llama"], "drop --preset"),
+        (["--resume", "--n-layer", "3"], "drop --n-layer"),
+        (["--learning-rate", "1e6", "--max-iters", "50"], "loss became"),
+    ],
+)
+def test_resume_conflicts_and_diverging_runs_give_a_clear_error(trained, args, message, tmp_path):
+    out = trained if "--resume" in args else tmp_path / "diverge"
+    result = babygpt("train", *([] if "--resume" in args else TINY), *args, "--out", str(out), check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -101,6 +101,19 @@ def test_addition_accuracy_is_exact_match():
     assert addition_accuracy(OracleAdder(tokenizer, wrong=True), tokenizer, val, max_problems=50) == 0.0
 
 
+def test_val_problems_never_overlap_training_text_with_bpe():
+    from babygpt.tokenizer import BPETokenizer
+
+    text = load_text("addition")
+    tokenizer = BPETokenizer.train(text, vocab_size=300)
+    dataset = Dataset.from_text(text, tokenizer, block_size=16)
+    start = dataset.val_start(tokenizer)
+    assert tokenizer.decode(dataset.val.tolist()) == text[start:]
+    trained_on = set(text[:start].splitlines())
+    problems = val_lines(text, start)
+    assert len(problems) > 900 and not trained_on & set(problems)
+
+
 def test_any_utf8_file_is_a_corpus(tmp_path):
     path = tmp_path / "mine.txt"
     path.write_text("Grüße, 世界! 🙂\n" * 50, encoding="utf-8")

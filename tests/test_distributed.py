@@ -22,14 +22,27 @@ def run(command, tmp_path):
     return result
 
 
+def assert_same_curve(run_a, run_b, tolerance):
+    a = json.loads((run_a / "metrics.json").read_text())["history"]
+    b = json.loads((run_b / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in a] == [h["step"] for h in b] == [6, 12]
+    for x, y in zip(a, b):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=tolerance)
+        assert x["val_loss"] == pytest.approx(y["val_loss"], abs=tolerance)
+
+
 def test_two_process_ddp_matches_one_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     result = run([*torchrun, *ARGS, "--out", str(tmp_path / "ddp")], tmp_path)
     assert "2 processes" in result.stdout
     run([sys.executable, *ARGS, "--out", str(tmp_path / "single")], tmp_path)
-    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["history"]
-    single = json.loads((tmp_path / "single" / "metrics.json").read_text())["history"]
-    assert [h["step"] for h in ddp] == [h["step"] for h in single] == [6, 12]
-    for a, b in zip(ddp, single):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-4)
+    assert_same_curve(tmp_path / "ddp", tmp_path / "single", tolerance=1e-4)
+
+
+def test_two_process_ddp_with_dropout_resumes_exactly(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    schedule = ["--dropout", "0.2", "--lr-decay-iters", "12"]
+    run([*torchrun, *ARGS, *schedule, "--out", str(tmp_path / "whole")], tmp_path)
+    run([*torchrun, *ARGS, *schedule, "--max-iters", "6", "--out", str(tmp_path / "split")], tmp_path)
+    run([*torchrun, "-m", "babygpt", "train", "--resume", "--max-iters", "12", "--out", str(tmp_path / "split")], tmp_path)
+    assert_same_curve(tmp_path / "whole", tmp_path / "split", tolerance=1e-5)

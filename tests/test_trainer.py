@@ -163,20 +163,80 @@ def test_optimizer_is_fused_adamw():
     trainer = tiny_run()
     assert isinstance(trainer.optimizer, torch.optim.AdamW)
     assert trainer.optimizer.defaults["fused"] is True
-    assert isinstance(make_optimizer(trainer.model, TrainConfig(), torch.device("cpu")), torch.optim.AdamW)
+    optimizer = make_optimizer(trainer.model, TrainConfig(beta2=0.95, weight_decay=0.2), torch.device("cpu"))
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.2, 0.0]
+    assert all(g["betas"] == (0.9, 0.95) for g in optimizer.param_groups)
+
+
+def test_resume_applies_changed_settings_and_keeps_them_for_the_next_resume(tmp_path):
+    losses(tiny_run(tmp_path, max_iters=8, weight_decay=0.0))
+    resumed = resume_run(tmp_path, train={"max_iters": 40, "weight_decay": 0.05, "beta2": 0.9})
+    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [0.05, 0.0]
+    assert all(g["betas"] == (0.9, 0.9) for g in resumed.optimizer.param_groups)
+    losses(resumed, stop_at=12)
+    again = resume_run(tmp_path)
+    assert again.config.max_iters == 40 and again.config.beta2 == 0.9 and again.step == 12
+    assert max(losses(again)) == 40
+
+
+def test_resume_does_not_carry_the_machine_settings(tmp_path):
+    before = torch.get_num_threads()
+    losses(tiny_run(tmp_path, max_iters=4, threads=1))
+    torch.set_num_threads(before)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["train"]["device"] = "cuda:0"  # as saved by a run on a GPU machine
+    config_path.write_text(json.dumps(config))
+    before = torch.get_num_threads()
+    try:
+        resumed = resume_run(tmp_path, train={"max_iters": 6})
+        assert resumed.config.device == "auto" and resumed.config.threads == 0
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resume_refuses_bad_directories_and_settings(tmp_path):
+    with pytest.raises(ValueError, match="not a checkpoint directory"):
+        resume_run(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        resume_run(tmp_path / "file")
+    with pytest.raises(ValueError, match="is a file"):
+        tiny_run(tmp_path / "file")
+    run_dir = tmp_path / "run"
+    losses(tiny_run(run_dir, max_iters=4))
+    config = json.loads((run_dir / "config.json").read_text())
+    for train, message in (({**config["train"], "seed": None}, "seed must be int"), ("fast", "malformed 'train'")):
+        (run_dir / "config.json").write_text(json.dumps({**config, "train": train}))
+        with pytest.raises(ValueError, match=message):
+            resume_run(run_dir)
+
+
+def test_a_stopped_trainer_can_run_again():
+    trainer = tiny_run(max_iters=10)
+    assert max(losses(trainer, stop_at=3)) == 3
+    assert max(losses(trainer)) == 10
 
 
 def test_device_auto_selection_prefers_cuda_then_mps_then_cpu(monkeypatch):
     from babygpt.trainer import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert pick_device("auto").type == "cuda"
+    with pytest.raises(ValueError, match="cuda:1 is not available"):
+        pick_device("cuda:1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto").type == "mps"
+    with pytest.raises(ValueError, match="device cuda is not available"):
+        pick_device("cuda")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert pick_device("auto").type == "cpu"
     assert pick_device("cpu").type == "cpu"
+    for name in ("tpu", "cuda:x", "gpu"):
+        with pytest.raises(ValueError, match="device must be"):
+            pick_device(name)
 
 
 def test_thread_count_is_applied():

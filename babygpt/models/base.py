@@ -67,7 +67,7 @@ def config_from_dict(config_class: type, values: dict) -> Any:
         # JSON has one number type: accept an int where a float is expected, nothing looser.
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue
-        if value is not None and type(value) is not expected:
+        if type(value) is not expected:
             raise ValueError(f"{config_class.__name__}.{name} must be {expected.__name__}, got {value!r}")
     return config_class(**values)
 
