@@ -7,7 +7,7 @@ import torch
 
 from babygpt import checkpoint
 from babygpt.models import build_model
-from babygpt.tokenizer import CharTokenizer, train_tokenizer
+from babygpt.tokenizer import train_tokenizer
 from conftest import VARIANTS, randomize_, variant_config
 
 

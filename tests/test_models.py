@@ -61,7 +61,7 @@ def test_attention_output_equals_weights_times_values(name):
     _, _, attention = model(idx, return_attention=True)
     weights = attention[:, 0]  # (B, H, T, T)
     with torch.no_grad():
-        if config.n_kv_head if hasattr(config, "n_kv_head") else False:
+        if VARIANTS[name][0] == "llama":
             block = model.layers[0]
             x = block.input_layernorm(model.embed_tokens(idx))
             fast, _ = block.self_attn(x, model.rope_cos[:16], model.rope_sin[:16])
