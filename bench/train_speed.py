@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from babygpt.machine import cpu_model
 from babygpt.models import build_model, make_config  # noqa: E402
 from babygpt.trainer import TrainConfig, make_optimizer  # noqa: E402
 
@@ -244,16 +245,6 @@ def bench_shape(shape: Shape, steps: int, repeats: int, warmup: int, log) -> lis
         summary = ", ".join(f"{s.impl}/{s.precision} {s.times[-1] * 1e3:.0f}" for s in settings)
         log(f"[{shape.name}] round {r + 1}/{repeats} (ms/step): {summary}")
     return settings
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def keep_freed_memory() -> None:

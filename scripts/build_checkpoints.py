@@ -48,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from babygpt.machine import cpu_model  # noqa: E402  (needs the repository on sys.path)
 from babygpt.models import PRESETS  # noqa: E402  (needs the repository on sys.path)
 
 CHECKPOINTS = REPO / "checkpoints"
@@ -104,16 +105,6 @@ def load_average() -> list[float]:
 
 def directory_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine() -> dict:
