@@ -5,11 +5,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
 import pytest
 import torch
 
 from babygpt.data import load_text
 from babygpt.models import make_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Every family and every option that changes the model's computation, at a tiny size.
 SMALL = {"block_size": 16}
@@ -46,3 +56,39 @@ def randomize_(model: torch.nn.Module, scale: float = 0.5, seed: int = 0) -> Non
 @pytest.fixture(scope="session")
 def shakespeare() -> str:
     return load_text("shakespeare")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """``python app.py`` on a free port of 127.0.0.1, as a user starts it; stopped after the tests."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody reads while the server runs
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() - started > 60:
+                process.kill()
+                log.seek(0)
+                raise AssertionError("the app did not start:\n" + log.read())
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+

@@ -1,0 +1,53 @@
+"""The Gradio app, one module per tab. Handlers only call tested package functions."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import attention_tab, compare_tab, hub_tab, stats_tab, train_tab
+from .common import CSS_EXTRA, model_choices, session_of
+from .models import end_session, load, shipped_checkpoints
+
+TITLE = "BabyGPT"
+INTRO = ("Build, train, compare and look inside tiny language models — written from scratch in PyTorch. "
+         "Train one on Shakespeare in a minute, then compare it with the shipped models and look at its attention.")
+
+
+def build_app() -> gr.Blocks:
+    for path in shipped_checkpoints().values():  # ready before the first visitor arrives
+        load(path)
+    choices = list(shipped_checkpoints())
+    attention_choices = [n for n in choices if load(shipped_checkpoints()[n]).config["model"]["family"] in ("gpt", "llama")]
+    with gr.Blocks(title=TITLE) as app:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        model_names = gr.JSON(visible=False)
+        with gr.Tab("Train"):
+            train_tab.build(model_names)
+        with gr.Tab("Compare"):
+            compare_selector = compare_tab.build(choices)
+        with gr.Tab("Attention"):
+            attention_selector = attention_tab.build(attention_choices)
+        with gr.Tab("Model stats"):
+            stats_selector = stats_tab.build(choices)
+        with gr.Tab("Hub"):
+            hub_selector = hub_tab.build(choices)
+
+        def refresh(request: gr.Request):
+            session = session_of(request)
+            names = model_choices(session)
+            return (gr.update(choices=names), gr.update(choices=model_choices(session, attention_only=True)),
+                    gr.update(choices=names), gr.update(choices=names))
+
+        selectors = [compare_selector, attention_selector, stats_selector, hub_selector]
+        model_names.change(refresh, None, selectors, api_visibility="private")
+        app.load(refresh, None, selectors, api_name="models")
+        app.unload(forget_session)
+    return app
+
+
+def forget_session(request: gr.Request) -> None:
+    """The visitor left: stop their training, delete their models and files."""
+    end_session(request.session_hash)
+
+
+CSS = compare_tab.CSS + CSS_EXTRA

@@ -1,0 +1,72 @@
+"""Attention tab: heatmaps of what every head attends to, for any prompt."""
+
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..attention import attention_maps
+from .common import friendly, session_of
+from .models import load
+
+
+def heatmap(weights, tokens: list[str], title: str) -> go.Figure:
+    labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(tokens)]  # positions keep repeated tokens apart
+    figure = go.Figure(go.Heatmap(z=weights.tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                                  hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+    figure.update_layout(title=title, height=460, yaxis={"autorange": "reversed"},
+                         margin={"l": 60, "r": 20, "t": 40, "b": 60})
+    return figure
+
+
+def grid(weights, tokens: list[str]) -> go.Figure:
+    n_layer, n_head = weights.shape[:2]
+    figure = make_subplots(rows=n_layer, cols=n_head, horizontal_spacing=0.02, vertical_spacing=0.04,
+                           subplot_titles=[f"L{l} H{h}" for l in range(n_layer) for h in range(n_head)])
+    labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(tokens)]
+    for l in range(n_layer):
+        for h in range(n_head):
+            figure.add_trace(go.Heatmap(z=weights[l, h].tolist(), x=labels, y=labels, colorscale="Blues", zmin=0,
+                                        zmax=1, showscale=False,
+                                        hovertemplate=f"L{l} H{h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+                             row=l + 1, col=h + 1)
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False, autorange="reversed")
+    figure.update_layout(height=max(300, 170 * n_layer), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+@friendly
+def show(name, prompt, layer, head, request: gr.Request):
+    """(one head, all layers × heads, head average of the layer, note)."""
+    if not name:
+        raise ValueError("pick a model")
+    checkpoint = load(session_of(request).path_of(name))
+    if checkpoint.config["model"]["family"] not in ("gpt", "llama"):
+        raise ValueError(f"{name} is a {checkpoint.config['model']['family']} model: it has no attention")
+    maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
+    n_layer, n_head = maps.weights.shape[:2]
+    layer, head = min(int(layer), n_layer - 1), min(int(head), n_head - 1)
+    note = f"{len(maps.tokens)} tokens · {n_layer} layers × {n_head} heads · showing layer {layer}, head {head}"
+    return (heatmap(maps.weights[layer, head], maps.tokens, f"layer {layer}, head {head}"),
+            grid(maps.weights, maps.tokens),
+            heatmap(maps.head_average(layer), maps.tokens, f"layer {layer}, average of {n_head} heads"), note)
+
+
+def build(choices: list[str]) -> gr.Dropdown:
+    with gr.Row():
+        model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
+                            allow_custom_value=True)
+        layer = gr.Number(0, label="layer", precision=0, minimum=0)
+        head = gr.Number(0, label="head", precision=0, minimum=0)
+    prompt = gr.Textbox("To be, or not to be, that is the question", label="text", lines=2)
+    run = gr.Button("Show attention", variant="primary")
+    note = gr.Markdown()
+    single = gr.Plot(label="one head")
+    with gr.Row():
+        average = gr.Plot(label="head average")
+    every = gr.Plot(label="all layers × heads")
+    run.click(show, [model, prompt, layer, head], [single, every, average, note], api_name="attention",
+              show_progress_on=note)
+    return model

@@ -1,0 +1,92 @@
+"""The models each browser session can use: the shipped checkpoints and the ones it made itself.
+
+Shipped checkpoints are loaded once per process and shared read-only by every session. A
+session's own models (trained, uploaded, loaded from the Hub) live in that session's folder,
+which is deleted when the session ends, and no other session can see or name them.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..checkpoint import Checkpoint, load_checkpoint
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def shipped_checkpoints(directory: Path = SHIPPED_DIR) -> dict[str, Path]:
+    if not directory.is_dir():
+        return {}
+    return {d.name: d for d in sorted(directory.iterdir()) if (d / "config.json").is_file()}
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, version: float) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+def load(path: Path) -> Checkpoint:
+    """A loaded checkpoint, cached until its weights file changes."""
+    return _load(str(path), (Path(path) / "model.safetensors").stat().st_mtime)
+
+
+@dataclass
+class Session:
+    """One visitor's models and files. ``trainer`` is the run in progress, for the Stop button."""
+
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="babygpt-session-")))
+    own: dict[str, Path] = field(default_factory=dict)
+    trainer: object = None
+
+    def models(self) -> dict[str, Path]:
+        """Every model this session may use, by display name: shipped first, then its own."""
+        return {**shipped_checkpoints(), **self.own}
+
+    def path_of(self, name: str) -> Path:
+        models = self.models()
+        if name not in models:
+            raise ValueError(f"no model named {name!r}; choose one of: {', '.join(models) or 'none'}")
+        return models[name]
+
+    def new_model_dir(self, base_name: str) -> tuple[str, Path]:
+        """A fresh, unused name and folder for a model this session is about to make."""
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", base_name).strip("-.") or "model"
+        taken = set(self.models())
+        name, n = f"my-{slug}", 1
+        while name in taken:
+            n += 1
+            name = f"my-{slug}-{n}"
+        return name, self.folder / name
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_sessions: dict[str, Session] = {}
+_lock = threading.Lock()
+
+
+def session_for(key: str) -> Session:
+    with _lock:
+        if key not in _sessions:
+            _sessions[key] = Session()
+        return _sessions[key]
+
+
+def end_session(key: str) -> None:
+    with _lock:
+        session = _sessions.pop(key, None)
+    if session is not None:
+        session.close()
+
+
+def open_sessions() -> int:
+    return len(_sessions)

@@ -1,0 +1,89 @@
+"""Model stats tab: where the parameters are, what a token costs, what training would take."""
+
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ..models import PRESETS, build_model, make_config
+from ..runs import resolve_settings
+from ..stats import chinchilla, flops_per_token, measured_flops_per_token, parameter_breakdown, training_memory
+from .common import friendly, session_of
+from .models import load
+
+CHARACTER_VOCABULARY = 65
+
+
+def model_for(name: str | None, preset: str | None, request):
+    """A saved model by name, or an untrained model of a preset's configuration."""
+    if name:
+        return load(session_of(request).path_of(name)).model, f"model **{name}**"
+    if preset:
+        family, model, _ = resolve_settings(preset=preset)
+        return build_model(make_config(family, **model, vocab_size=CHARACTER_VOCABULARY)), f"preset **{preset}** (untrained)"
+    raise ValueError("pick a model or a preset")
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.2f} MiB"
+
+
+@friendly
+def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
+    """(table rows, bar chart, markdown summary) for a model or a preset's configuration."""
+    model, what = model_for(name, preset, request)
+    config = model.config
+    rows = parameter_breakdown(model)
+    table = [[r["module"], r["parameters"], f"{100 * r['share']:.1f} %"] for r in rows]
+    chart = go.Figure(go.Bar(x=[r["parameters"] for r in rows], y=[r["module"] for r in rows], orientation="h"))
+    chart.update_layout(height=max(250, 22 * len(rows)), margin={"l": 160, "r": 20, "t": 20, "b": 40},
+                        yaxis={"autorange": "reversed"}, xaxis_title="parameters")
+    analytic = flops_per_token(config)
+    measured = measured_flops_per_token(model)
+    parameters = model.num_parameters()
+    if not budget_tokens or budget_tokens < 1:
+        raise ValueError("the training budget must be at least 1 token")
+    budget = int(budget_tokens) * analytic["training"]
+    optimal = chinchilla(parameters, budget_flops=budget)
+    memory = training_memory(config, int(batch_size))
+    summary = f"""{what}: **{parameters:,} parameters**, context {config.block_size} tokens
+
+| FLOPs per token (at full context) | analytic | measured (`torch.utils.flop_counter`) |
+|---|---:|---:|
+| forward | {analytic['forward']:,.0f} | {measured['forward']:,.0f} |
+| training (forward + backward) | {analytic['training']:,.0f} | {measured['training']:,.0f} |
+
+The analytic count is 2 FLOPs per weight of every matrix multiply ({analytic['matmul']:,.0f}) plus attention's
+QKᵀ and AV ({analytic['attention']:,.0f}); training is 3× the forward. Embedding lookups cost no FLOPs;
+softmax, norms and activations are not counted by either column.
+
+**Chinchilla** (Hoffmann et al. 2022, ~20 tokens per parameter): compute-optimal training for this size is
+{optimal['optimal_tokens']:,.0f} tokens ≈ {optimal['optimal_flops']:.2e} FLOPs. Your budget of
+{int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs ({int(budget_tokens) / optimal['optimal_tokens']:.2f}× the
+optimal token count); the compute-optimal model for that much compute has
+{optimal['compute_optimal_parameters']:,.0f} parameters trained on {optimal['compute_optimal_tokens']:,.0f} tokens.
+
+**Training memory** at batch {int(batch_size)} (fp32 weights, AdamW): parameters {mib(memory['parameters'])},
+gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, activations
+{mib(memory['activations'])} — total ≈ **{mib(memory['total'])}**.
+"""
+    return table, chart, summary
+
+
+def build(choices: list[str]) -> gr.Dropdown:
+    with gr.Row():
+        model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
+                            allow_custom_value=True)
+        preset = gr.Dropdown(list(PRESETS), value=None, label="…or an untrained preset", scale=2)
+        batch_size = gr.Number(12, label="batch size", precision=0, minimum=1)
+        budget_tokens = gr.Number(2_000 * 12 * 64, label="training budget (tokens)", precision=0, minimum=0)
+    run = gr.Button("Show stats", variant="primary")
+    summary = gr.Markdown()
+    with gr.Row():
+        table = gr.Dataframe(headers=["module", "parameters", "share"], label="parameters per module")
+        chart = gr.Plot(label="parameters per module")
+    model.change(lambda name: None if name else gr.update(), model, preset, api_visibility="private")
+    preset.change(lambda p: None if p else gr.update(), preset, model, api_visibility="private")
+    run.click(stats, [model, preset, batch_size, budget_tokens], [table, chart, summary], api_name="stats",
+              show_progress_on=summary)
+    return model

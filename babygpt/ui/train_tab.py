@@ -1,0 +1,189 @@
+"""Train tab: pick a preset and corpus, adjust hyperparameters, watch the loss fall live."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ..data import BUILTIN
+from ..models import PRESETS, build_model, make_config
+from ..runs import new_run, resolve_settings
+from ..stats import flops_per_token
+from .common import friendly, model_choices, session_of
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+UPLOAD = "upload a .txt file"
+X_AXES = ("step", "tokens", "FLOPs")
+# Sizes a free 2-vCPU Space can train in minutes; larger settings are refused with a message.
+LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000}
+PLOT_EVERY_SECONDS = 0.5
+
+
+def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds):
+    """The form's values as (family, model settings, TrainConfig), checked like the CLI checks them."""
+    values = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size,
+              "batch_size": batch_size, "max_iters": max_iters}
+    for name, value in values.items():
+        if value is None or int(value) != value or not 1 <= value <= LIMITS[name]:
+            raise ValueError(f"{name} must be a whole number from 1 to {LIMITS[name]}, got {value}")
+    family = PRESETS[preset][0] if preset in PRESETS else None
+    model = {"block_size": int(block_size)}
+    if family in ("gpt", "llama"):  # the bigram and n-gram models have no layers or heads to size
+        model.update(n_layer=int(n_layer), n_head=int(n_head), n_embd=int(n_embd))
+        if family == "llama" and int(n_head) % PRESETS[preset][1]["model"].get("n_kv_head", 1):
+            model["n_kv_head"] = int(n_head)  # the form has no n_kv_head: fall back to one per head
+    train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
+             "max_seconds": float(max_seconds or 0)}
+    return resolve_settings(preset=preset, model=model, train=train)
+
+
+@friendly
+def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, corpus):
+    """Parameter count and FLOPs per token of the configuration, before any training."""
+    family, model, train = settings_from_form(
+        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
+    )
+    config = make_config(family, **{**model, "vocab_size": 65})  # character vocabularies are about this size
+    parameters = build_model(config).num_parameters()
+    flops = flops_per_token(config)
+    tokens = train.max_iters * train.batch_size * config.block_size
+    return (
+        f"**{family}**: {parameters:,} parameters · {flops['forward']:,.0f} FLOPs per token forward, "
+        f"{flops['training']:,.0f} training · {train.max_iters:,} steps × {train.batch_size} × "
+        f"{config.block_size} = {tokens:,} tokens ≈ {flops['training'] * tokens:.2e} FLOPs"
+    )
+
+
+def corpus_source(corpus: str, upload: str | None) -> str:
+    if corpus != UPLOAD:
+        return corpus
+    if not upload:
+        raise ValueError("choose a .txt file to upload, or pick a built-in corpus")
+    size = Path(upload).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"the file is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    return upload
+
+
+def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str, flops_per_step_token: float,
+                tokens_per_step: int) -> go.Figure:
+    scale = {"step": 1.0, "tokens": tokens_per_step, "FLOPs": tokens_per_step * flops_per_step_token}[x_axis]
+    figure = go.Figure()
+    if steps:
+        figure.add_scatter(x=[s * scale for s, _ in steps], y=[loss for _, loss in steps], name="train (step)",
+                           mode="lines", line={"width": 1, "color": "rgba(99,110,250,0.35)"})
+    if history:
+        x = [h["step"] * scale for h in history]
+        figure.add_scatter(x=x, y=[h["train_loss"] for h in history], name="train (eval)", mode="lines+markers")
+        figure.add_scatter(x=x, y=[h["val_loss"] for h in history], name="val", mode="lines+markers")
+    figure.update_layout(xaxis_title=x_axis, yaxis_title="loss (nats/token)", height=380,
+                         margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h"})
+    return figure
+
+
+def status_line(event) -> str:
+    eta = f"{event.eta:.0f} s" if event.eta is not None else "?"
+    return (f"step {event.step:,}/{event.max_iters:,} · loss {event.loss:.4f} · {event.tokens_per_sec:,.0f} tokens/s · "
+            f"elapsed {event.elapsed:.0f} s · ETA {eta}")
+
+
+@friendly
+def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
+          corpus, upload, x_axis, request: gr.Request, progress=gr.Progress()):
+    """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
+    session = session_of(request)
+    family, model, train_settings = settings_from_form(
+        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
+    )
+    name, out_dir = session.new_model_dir(preset)
+    trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
+                      train=train_settings.__dict__, out_dir=out_dir)
+    session.trainer = trainer
+    flops = flops_per_token(trainer.model.config)["training"]
+    tokens_per_step = train_settings.batch_size * trainer.model.config.block_size
+    steps, sample, last_draw = [], "", 0.0
+    status = f"training **{name}** ({trainer.model.num_parameters():,} parameters)…"
+    no_change = gr.update()
+    try:
+        for event in trainer.run():
+            if event.kind == "step":
+                steps.append((event.step, event.loss))
+                progress((event.step, event.max_iters), desc="training")
+                status = status_line(event)
+                if time.monotonic() - last_draw < PLOT_EVERY_SECONDS:
+                    continue
+            elif event.kind == "eval":
+                sample = event.sample or sample
+            elif event.kind == "done":
+                session.own[name] = out_dir
+                break
+            last_draw = time.monotonic()
+            figure = loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step)
+            yield figure, status, sample, no_change, no_change
+    finally:
+        session.trainer = None
+    archive = shutil.make_archive(str(session.folder / name), "zip", out_dir)
+    best = trainer.best_val_loss
+    done = (f"**{name}** is ready ({event.reason}): best val loss {best:.4f} after {trainer.step:,} steps, "
+            f"{trainer.train_seconds:.0f} s. It is now in every tab's model list.")
+    yield (loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step), done, sample,
+           model_choices(session), archive)
+
+
+def stop(request: gr.Request) -> str:
+    session = session_of(request)
+    if session.trainer is None:
+        return "nothing is training"
+    session.trainer.stop()
+    return "stopping after this step; the best model so far is kept…"
+
+
+def preset_values(preset: str):
+    """Fill the form with a preset's settings."""
+    family, model, train = resolve_settings(preset=preset)
+    config = make_config(family, **model)
+    get = lambda name, default: getattr(config, name, default)  # noqa: E731 - bigram/ngram lack some fields
+    return (get("n_layer", 1), get("n_head", 1), get("n_embd", 32), config.block_size, train.batch_size,
+            train.max_iters, train.learning_rate)
+
+
+def build(model_names: gr.JSON) -> None:
+    """The tab's components and events; a finished run writes the session's models to ``model_names``."""
+    defaults = preset_values("gpt")
+    with gr.Row():
+        preset = gr.Dropdown(list(PRESETS), value="gpt", label="preset", scale=2)
+        corpus = gr.Dropdown([*BUILTIN, UPLOAD], value="shakespeare", label="corpus", scale=2)
+        upload = gr.File(label="your corpus (UTF-8 .txt, up to 5 MB)", file_types=[".txt"], type="filepath", scale=3)
+    with gr.Row():
+        n_layer = gr.Number(defaults[0], label="n_layer", precision=0, minimum=1, maximum=LIMITS["n_layer"])
+        n_head = gr.Number(defaults[1], label="n_head", precision=0, minimum=1, maximum=LIMITS["n_head"])
+        n_embd = gr.Number(defaults[2], label="n_embd", precision=0, minimum=1, maximum=LIMITS["n_embd"])
+        block_size = gr.Number(defaults[3], label="block_size", precision=0, minimum=1, maximum=LIMITS["block_size"])
+    with gr.Row():
+        batch_size = gr.Number(defaults[4], label="batch_size", precision=0, minimum=1, maximum=LIMITS["batch_size"])
+        max_iters = gr.Number(defaults[5], label="max_iters", precision=0, minimum=1, maximum=LIMITS["max_iters"])
+        learning_rate = gr.Number(defaults[6], label="learning_rate")
+        max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
+    summary = gr.Markdown()
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary")
+        stop_button = gr.Button("Stop")
+        x_axis = gr.Radio(list(X_AXES), value="step", label="x axis")
+    status = gr.Markdown("pick a preset and press Start")
+    plot = gr.Plot(label="loss")
+    sample = gr.Textbox(label="sample at the last evaluation", lines=6)
+    download = gr.File(label="checkpoint (zip)")
+
+    form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
+    for component in [*form, corpus]:
+        component.change(describe, [*form, corpus], summary, api_visibility="private", show_progress="hidden")
+    preset.change(preset_values, preset, form[1:8], api_name="preset_values")
+    start.click(
+        train, [*form, corpus, upload, x_axis], [plot, status, sample, model_names, download],
+        api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
+    )
+    stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)

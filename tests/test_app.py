@@ -1,0 +1,119 @@
+"""The app as users and API clients see it: ``python app.py`` on 127.0.0.1, driven by gradio_client."""
+
+import zipfile
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
+                     learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
+
+
+def client(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False)
+
+
+def train(c: Client, **overrides):
+    settings = {**TINY_TRAINING, **overrides}
+    return c.predict(*settings.values(), api_name="/train")
+
+
+def test_every_event_has_an_api_name(app_url):
+    endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/train", "/stop_training", "/preset_values", "/compare", "/attention", "/stats", "/download", "/models"} <= endpoints
+
+
+def test_train_streams_a_model_that_joins_this_session_only(app_url):
+    mine, theirs = client(app_url), client(app_url)
+    figure, status, sample, names, archive = train(mine)
+    assert "my-gpt" in names and "is ready" in status and "best val loss" in status
+    assert len(sample) > 0 and figure is not None
+    with zipfile.ZipFile(archive) as z:
+        assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(z.namelist())
+    # The new model works in the other tabs of this session…
+    html, texts, _ = mine.predict(["my-gpt", "gpt"], "Hamlet:", 20, 0.8, 0, 1.0, 3, api_name="/compare")
+    assert set(texts) == {"my-gpt", "gpt"} and all(t.startswith("Hamlet:") for t in texts.values())
+    # …and is invisible to another session.
+    with pytest.raises(AppError, match="no model named 'my-gpt'"):
+        theirs.predict(["my-gpt"], "Hamlet:", 20, 0.8, 0, 1.0, 3, api_name="/compare")
+
+
+def test_compare_is_repeatable_with_a_seed_and_caps_huge_requests(app_url):
+    c = client(app_url)
+    first = c.predict(["bigram", "gpt", "llama"], "Hamlet:\n", 60, 1.0, 0, 0.9, 7, api_name="/compare")
+    again = c.predict(["bigram", "gpt", "llama"], "Hamlet:\n", 60, 1.0, 0, 0.9, 7, api_name="/compare")
+    assert first[1] == again[1] and len(first[1]) == 3
+    assert all("tok/s" in first[0] and name in first[0] for name in ("bigram", "gpt", "llama"))
+    _, texts, note = c.predict(["bigram"], "a", 5000, 1.0, 0, 1.0, 0, api_name="/compare")
+    assert "capped at 1000" in note and len(texts["bigram"]) == 1001
+
+
+def test_attention_and_stats_and_download(app_url):
+    c = client(app_url)
+    single, grid, average, note = c.predict("gpt", "To be, or not to be", 1, 2, api_name="/attention")
+    assert "19 tokens" in note and "layer 1, head 2" in note
+    table, chart, summary = c.predict("gpt", None, 12, 100_000, api_name="/stats")
+    assert "parameters" in summary and "Chinchilla" in summary and "measured" in summary
+    assert len(table["data"]) > 3
+    table, _, summary = c.predict(None, "llama", 12, 100_000, api_name="/stats")
+    assert "preset **llama** (untrained)" in summary
+    archive = c.predict("gpt", api_name="/download")
+    assert zipfile.ZipFile(archive).testzip() is None
+
+
+@pytest.mark.parametrize(
+    "endpoint, args, message",
+    [
+        ("/compare", [["gpt"], "", 20, 0.8, 0, 1.0, 0], "prompt is empty"),
+        ("/compare", [[], "Hi", 20, 0.8, 0, 1.0, 0], "pick at least one model"),
+        ("/compare", [["gpt"], "Hi 🙂", 20, 0.8, 0, 1.0, 0], "has never seen '🙂'"),
+        ("/compare", [["gpt"], "Hi", 20, -1.0, 0, 1.0, 0], "less than minimum value 0"),  # the slider's range
+        ("/compare", [["gpt"], "Hi", -3, 0.8, 0, 1.0, 0], "less than minimum value 0"),
+        ("/attention", ["bigram", "Hi", 0, 0], "has no attention"),
+        ("/attention", ["gpt", "", 0, 0], "text is empty"),
+        ("/stats", [None, None, 12, 1000], "pick a model or a preset"),
+        ("/download", [None], "pick a model"),
+    ],
+)
+def test_bad_input_gives_a_readable_message(app_url, endpoint, args, message):
+    with pytest.raises(AppError, match=message):
+        client(app_url).predict(*args, api_name=endpoint)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n_embd": 30, "n_head": 4}, "divisible by n_head"),
+        ({"max_iters": 10**9}, "greater than maximum value 20000"),  # the field's range
+        ({"n_layer": 0}, "less than minimum value 1"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"corpus": "upload a .txt file"}, "choose a .txt file"),
+    ],
+)
+def test_bad_training_settings_give_a_readable_message(app_url, overrides, message):
+    with pytest.raises(AppError, match=message):
+        train(client(app_url), **overrides)
+
+
+def test_uploads_must_be_small_utf8_text(app_url, tmp_path):
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
+    with pytest.raises(AppError, match="binary file"):
+        train(client(app_url), corpus="upload a .txt file", upload=handle_file(str(binary)))
+    big = b"a" * (6 * 1024 * 1024)
+    (tmp_path / "big.txt").write_bytes(big)
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 5242880 bytes"):  # the client is told
+        train(client(app_url), corpus="upload a .txt file", upload=handle_file(str(tmp_path / "big.txt")))
+    # A client that does not check is refused by the server.
+    response = httpx.post(app_url + "gradio_api/upload", files={"files": ("big.txt", big, "text/plain")}, timeout=60)
+    assert response.status_code == 413
+
+
+def test_an_uploaded_corpus_trains(app_url, tmp_path):
+    text = tmp_path / "mine.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog\n" * 200, encoding="utf-8")
+    _, status, _, names, _ = train(client(app_url), corpus="upload a .txt file", upload=handle_file(str(text)),
+                                   max_iters=10)
+    assert "is ready" in status and any(n.startswith("my-gpt") for n in names)

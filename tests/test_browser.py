@@ -1,0 +1,91 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright (no downloaded browser).
+
+Visits every tab, trains 30 steps and watches the plot, compares 3 models, renders attention
+heatmaps and reads the stats. Screenshots of each tab go to test-artifacts/. Any console error
+fails the test.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: the README's test command installs it")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Train").wait_for(timeout=30_000)
+        yield page
+        browser.close()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_train_30_steps_and_watch_the_plot(page):
+    open_tab(page, "Train")
+    steps = page.get_by_label("max_iters")
+    steps.fill("30")
+    steps.press("Enter")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("is ready").wait_for(timeout=120_000)
+    traces = page.locator(".js-plotly-plot .scatterlayer .trace")
+    assert traces.count() >= 2, "train and val curves are drawn"
+    assert "my-gpt" in page.content()
+    shot(page, "train")
+
+
+def test_compare_three_models(page):
+    open_tab(page, "Compare")
+    page.get_by_role("button", name="Generate").click()
+    columns = page.locator(".bg-col")
+    page.wait_for_function("document.querySelectorAll('.bg-col').length === 3", timeout=60_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('.bg-text')].every(e => e.textContent.length > 100)", timeout=60_000
+    )
+    assert columns.count() == 3 and "tok/s" in columns.first.inner_text()
+    shot(page, "compare")
+
+
+def test_attention_heatmaps(page):
+    open_tab(page, "Attention")
+    page.get_by_role("button", name="Show attention").click()
+    page.get_by_text("layers ×").wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
+    shot(page, "attention")
+
+
+def test_model_stats(page):
+    open_tab(page, "Model stats")
+    page.get_by_role("button", name="Show stats").click()
+    page.get_by_text("Chinchilla").wait_for(timeout=60_000)
+    assert "parameters per module" in page.content()
+    shot(page, "stats")
+
+
+def test_hub_tab_and_no_console_errors(page):
+    open_tab(page, "Hub")
+    page.get_by_role("button", name="Download checkpoint (zip)").wait_for()
+    shot(page, "hub")
+    assert page.console_errors == []

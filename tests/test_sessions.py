@@ -1,0 +1,45 @@
+"""Per-visitor state of the app, tested without a server."""
+
+import threading
+
+from babygpt.ui.models import end_session, open_sessions, session_for, shipped_checkpoints
+
+
+class FakeTrainer:
+    def __init__(self):
+        self.stopped = threading.Event()
+
+    def stop(self):
+        self.stopped.set()
+
+
+def test_sessions_are_separate_and_cleaned_up_when_they_end():
+    alice, bob = session_for("alice"), session_for("bob")
+    assert alice is session_for("alice") and alice is not bob
+    name, folder = alice.new_model_dir("gpt")
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x")
+    alice.own[name] = folder
+    alice.trainer = FakeTrainer()
+    assert name in alice.models() and name not in bob.models()
+    assert set(shipped_checkpoints()) <= set(bob.models())
+    before = open_sessions()
+    end_session("alice")
+    assert not alice.folder.exists(), "the session's files are deleted"
+    assert alice.trainer.stopped.is_set(), "its training is stopped"
+    assert open_sessions() == before - 1
+    end_session("bob")
+    end_session("nobody")  # ending an unknown session is harmless
+
+
+def test_new_model_names_are_unique_and_safe():
+    session = session_for("names")
+    try:
+        name, folder = session.new_model_dir("../../etc/passwd")
+        assert "/" not in name and folder.parent == session.folder
+        session.own[name] = folder
+        again, _ = session.new_model_dir("../../etc/passwd")
+        assert again != name
+        assert session.new_model_dir("gpt")[0] == "my-gpt"
+    finally:
+        end_session("names")
