@@ -190,7 +190,8 @@ class Trainer:
     # --- control --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the run to finish after the current step (thread-safe).
+        """Ask the run to finish after the current step (thread-safe); asked before ``run()``
+        starts, the run stops after its first step.
 
         Use this rather than abandoning the ``run()`` generator: a stopped run evaluates and
         saves before it ends, an abandoned one keeps only what its last evaluation saved.
@@ -220,8 +221,13 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> Iterator[TrainEvent]:
+        try:
+            yield from self._run()
+        finally:
+            self._stop.clear()  # a request is used up by the run it ended; the next run starts clean
+
+    def _run(self) -> Iterator[TrainEvent]:
         config, model = self.config, self.model
-        self._stop.clear()
         train_model = model
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel

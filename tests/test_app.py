@@ -1,5 +1,7 @@
 """The app as users and API clients see it: ``python app.py`` on 127.0.0.1, driven by gradio_client."""
 
+import json
+import time
 import zipfile
 
 import httpx
@@ -22,7 +24,8 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/stop_training", "/preset_values", "/compare", "/attention", "/stats", "/download", "/models"} <= endpoints
+    assert {"/train", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+            "/download", "/models"} <= endpoints
 
 
 def test_train_streams_a_model_that_joins_this_session_only(app_url):
@@ -117,3 +120,38 @@ def test_an_uploaded_corpus_trains(app_url, tmp_path):
     _, status, _, names, _ = train(client(app_url), corpus="upload a .txt file", upload=handle_file(str(text)),
                                    max_iters=10)
     assert "is ready" in status and any(n.startswith("my-gpt") for n in names)
+
+
+def test_describe_counts_parameters_and_flops_before_training(app_url):
+    text = client(app_url).predict("gpt", 4, 4, 128, 64, 12, 2000, 1e-3, 60, "shakespeare", api_name="/describe")
+    assert "809,856 parameters" in text and "FLOPs per token" in text  # the gpt preset, 65-character vocabulary
+
+
+def test_the_loss_plot_redraws_against_tokens_and_flops(app_url):
+    c = client(app_url)
+    train(c, max_iters=10)
+    by_step = c.predict("step", api_name="/redraw")
+    by_tokens = c.predict("tokens", api_name="/redraw")
+    by_flops = c.predict("FLOPs", api_name="/redraw")
+    last_x = [json.loads(f["plot"])["data"][0]["x"][-1] for f in (by_step, by_tokens, by_flops)]
+    assert last_x[0] == 10 and last_x[1] == 10 * 4 * 16 and last_x[2] > last_x[1] * 1000
+
+
+def test_a_second_training_waits_in_the_queue_and_sees_its_position(app_url):
+    first, second = client(app_url), client(app_url)
+    running = first.submit(*{**TINY_TRAINING, "max_iters": 20000}.values(), api_name="/train")  # stopped below
+    deadline = time.monotonic() + 60
+    while running.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    waiting = second.submit(*TINY_TRAINING.values(), api_name="/train")
+    positions = []
+    while time.monotonic() < deadline and not waiting.done():
+        status = waiting.status()
+        if status.code.name == "IN_QUEUE" and status.rank is not None:
+            positions.append(status.rank)
+            break
+        time.sleep(0.05)
+    first.predict(api_name="/stop_training")
+    assert positions and positions[0] >= 0, "the second training waited in the queue with a position"
+    assert "is ready (stopped)" in running.result()[1]
+    assert "is ready (max_iters)" in waiting.result()[1]

@@ -212,6 +212,13 @@ def test_resume_refuses_bad_directories_and_settings(tmp_path):
             resume_run(run_dir)
 
 
+def test_a_stop_asked_before_the_run_starts_is_honoured():
+    trainer = tiny_run(max_iters=10)
+    trainer.stop()
+    events = list(trainer.run())
+    assert events[-1].reason == "stopped" and events[-1].step == 1
+
+
 def test_a_stopped_trainer_can_run_again():
     trainer = tiny_run(max_iters=10)
     assert max(losses(trainer, stop_at=3)) == 3

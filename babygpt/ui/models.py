@@ -43,6 +43,8 @@ class Session:
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="babygpt-session-")))
     own: dict[str, Path] = field(default_factory=dict)
     trainer: object = None
+    stop_requested: threading.Event = field(default_factory=threading.Event)  # Stop before the run is set up
+    curves: dict = field(default_factory=dict)  # the last run's loss curves, to redraw on another x axis
 
     def models(self) -> dict[str, Path]:
         """Every model this session may use, by display name: shipped first, then its own."""

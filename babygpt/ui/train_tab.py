@@ -69,9 +69,11 @@ def corpus_source(corpus: str, upload: str | None) -> str:
     return upload
 
 
-def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str, flops_per_step_token: float,
+def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str, flops_per_token: float,
                 tokens_per_step: int) -> go.Figure:
-    scale = {"step": 1.0, "tokens": tokens_per_step, "FLOPs": tokens_per_step * flops_per_step_token}[x_axis]
+    if x_axis not in X_AXES:
+        raise ValueError(f"x axis must be one of {', '.join(X_AXES)}; got {x_axis!r}")
+    scale = {"step": 1.0, "tokens": tokens_per_step, "FLOPs": tokens_per_step * flops_per_token}[x_axis]
     figure = go.Figure()
     if steps:
         figure.add_scatter(x=[s * scale for s, _ in steps], y=[loss for _, loss in steps], name="train (step)",
@@ -96,6 +98,7 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
           corpus, upload, x_axis, request: gr.Request, progress=gr.Progress()):
     """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
     session = session_of(request)
+    session.stop_requested.clear()
     family, model, train_settings = settings_from_form(
         preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
     )
@@ -103,9 +106,13 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
                       train=train_settings.__dict__, out_dir=out_dir)
     session.trainer = trainer
+    if session.stop_requested.is_set():  # Stop was pressed while the data was being prepared
+        trainer.stop()
     flops = flops_per_token(trainer.model.config)["training"]
     tokens_per_step = train_settings.batch_size * trainer.model.config.block_size
     steps, sample, last_draw = [], "", 0.0
+    session.curves = {"history": trainer.history, "steps": steps, "flops_per_token": flops,
+                      "tokens_per_step": tokens_per_step}
     status = f"training **{name}** ({trainer.model.num_parameters():,} parameters)…"
     no_change = gr.update()
     try:
@@ -134,11 +141,21 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
            model_choices(session), archive)
 
 
+@friendly
+def redraw(x_axis, request: gr.Request):
+    """The last run's curves against another x axis (step, tokens or FLOPs)."""
+    curves = session_of(request).curves
+    if not curves:
+        return gr.update()
+    return loss_figure(curves["history"], curves["steps"], x_axis, curves["flops_per_token"], curves["tokens_per_step"])
+
+
 def stop(request: gr.Request) -> str:
     session = session_of(request)
-    if session.trainer is None:
-        return "nothing is training"
-    session.trainer.stop()
+    session.stop_requested.set()
+    trainer = session.trainer
+    if trainer is not None:
+        trainer.stop()
     return "stopping after this step; the best model so far is kept…"
 
 
@@ -180,10 +197,11 @@ def build(model_names: gr.JSON) -> None:
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
     for component in [*form, corpus]:
-        component.change(describe, [*form, corpus], summary, api_visibility="private", show_progress="hidden")
+        component.change(describe, [*form, corpus], summary, api_name="describe", show_progress="hidden")
     preset.change(preset_values, preset, form[1:8], api_name="preset_values")
     start.click(
         train, [*form, corpus, upload, x_axis], [plot, status, sample, model_names, download],
         api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
+    x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
