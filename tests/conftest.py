@@ -5,6 +5,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -64,11 +65,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
-    """``python app.py`` on a free port of 127.0.0.1, as a user starts it; stopped after the tests."""
+@contextlib.contextmanager
+def running_app(**env_extra):
+    """``python app.py`` on a free port of 127.0.0.1, as a user starts it; stopped afterwards."""
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           **env_extra}
     started = time.monotonic()
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody reads while the server runs
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
@@ -92,3 +94,7 @@ def app_url():
         process.wait(timeout=30)
 
 
+@pytest.fixture(scope="session")
+def app_url():
+    with running_app() as url:
+        yield url

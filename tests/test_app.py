@@ -25,7 +25,7 @@ def train(c: Client, **overrides):
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/train", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
-            "/download", "/models"} <= endpoints
+            "/download", "/push", "/load", "/models"} <= endpoints
 
 
 def test_train_streams_a_model_that_joins_this_session_only(app_url):

@@ -30,7 +30,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Model stats"):
             stats_selector = stats_tab.build(choices)
         with gr.Tab("Hub"):
-            hub_selector = hub_tab.build(choices)
+            hub_selector = hub_tab.build(choices, model_names)
 
         def refresh(request: gr.Request):
             session = session_of(request)

@@ -1,12 +1,20 @@
-"""Hub tab: take a model away as a zip of its checkpoint directory."""
+"""Hub tab: download a model as a zip, push it to the Hugging Face Hub, load one by repo id.
+
+On a Space the token is the visitor's own, from "Sign in with Hugging Face"; locally it is
+``HF_TOKEN`` or the stored login. ``HF_ENDPOINT`` points the tab at another Hub.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import gradio as gr
 
-from .common import friendly, session_of
+from ..hub import download_checkpoint, push_checkpoint
+from .common import friendly, model_choices, session_of
+
+ON_A_SPACE = bool(os.environ.get("SPACE_ID"))
 
 
 @friendly
@@ -19,10 +27,44 @@ def download(name, request: gr.Request):
     return shutil.make_archive(str(session.folder / f"{name}-checkpoint"), "zip", path)
 
 
-def build(choices: list[str]) -> gr.Dropdown:
+def visitor_token(oauth_token: gr.OAuthToken | None) -> str | None:
+    return oauth_token.token if oauth_token is not None else None  # None: HF_TOKEN or the stored login
+
+
+@friendly
+def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
+    if not name:
+        raise ValueError("pick a model to push")
+    url = push_checkpoint(session_of(request).path_of(name), repo_id, token=visitor_token(oauth_token),
+                          private=bool(private), endpoint=os.environ.get("HF_ENDPOINT"))
+    return f"pushed **{name}** to [{url}]({url})"
+
+
+@friendly
+def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
+    session = session_of(request)
+    name, folder = session.new_model_dir((repo_id or "").strip().replace("/", "-"))
+    download_checkpoint(repo_id, folder, token=visitor_token(oauth_token), endpoint=os.environ.get("HF_ENDPOINT"))
+    session.own[name] = folder
+    return f"loaded **{repo_id.strip()}** as **{name}**: it is now in every tab's model list", model_choices(session)
+
+
+def build(choices: list[str], model_names: gr.JSON) -> gr.Dropdown:
+    if ON_A_SPACE:
+        gr.LoginButton()  # locally it would need a stored login just to render
     model = gr.Dropdown(choices, value=None, label="model", allow_custom_value=True)
-    button = gr.Button("Download checkpoint (zip)")
-    archive = gr.File(label="checkpoint")
-    gr.Markdown("Pushing to and loading from the Hugging Face Hub comes in the next release.")
+    with gr.Row():
+        button = gr.Button("Download checkpoint (zip)")
+        archive = gr.File(label="checkpoint")
+    with gr.Row():
+        repo_id = gr.Textbox(label="push to repo id (owner/name)", placeholder="alice/babygpt-shakespeare", scale=3)
+        private = gr.Checkbox(label="private", value=True)
+        push_button = gr.Button("Push to the Hub")
+    with gr.Row():
+        source = gr.Textbox(label="load from repo id", placeholder="alice/babygpt-shakespeare", scale=3)
+        load_button = gr.Button("Load from the Hub")
+    status = gr.Markdown()
     button.click(download, model, archive, api_name="download")
+    push_button.click(push, [model, repo_id, private], status, api_name="push", show_progress_on=status)
+    load_button.click(load, source, [status, model_names], api_name="load", show_progress_on=status)
     return model

@@ -1,0 +1,96 @@
+"""The Hugging Face Hub: push a checkpoint directory to a model repo, load one back by repo id.
+
+The endpoint is the ``endpoint`` argument, else ``HF_ENDPOINT`` (read by huggingface_hub), else
+huggingface.co. The token is the ``token`` argument (a Space's signed-in user), else
+huggingface_hub's usual sources (``HF_TOKEN``, the stored login). Failures become one clear
+``ValueError``; no message ever contains the token.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+from .checkpoint import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_checkpoint
+from .tokenizer import TOKENIZER_FILE
+
+CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE]
+HUB_ERRORS = (HfHubHTTPError, httpx.HTTPError, OSError)  # HTTP answers, transport failures, files
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def check_repo_id(repo_id: str) -> str:
+    repo_id = (repo_id or "").strip()
+    if not REPO_ID.fullmatch(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
+        raise ValueError(f"{repo_id!r} is not a repo id: write it as owner/name, e.g. alice/babygpt-shakespeare")
+    return repo_id
+
+
+def _http_answer(error: BaseException | None) -> BaseException | None:
+    """The Hub's own answer inside ``error``: huggingface_hub wraps it (e.g. a 500 in
+    snapshot_download surfaces as LocalEntryNotFoundError, the HTTP error its cause)."""
+    while error is not None:
+        if isinstance(error, RepositoryNotFoundError) or (isinstance(error, HfHubHTTPError) and error.response is not None):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _explain(error: Exception, repo_id: str, endpoint: str | None) -> ValueError:
+    where = endpoint or "the Hugging Face Hub"
+    error = _http_answer(error) or error
+    if isinstance(error, RepositoryNotFoundError):
+        return ValueError(f"{where} has no repository {repo_id} that you can see (is it private, or misspelt?)")
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status == 401:
+            return ValueError(f"{where} refused the token: sign in again or set a valid HF_TOKEN")
+        if status == 403:
+            return ValueError(f"your token may not write to {repo_id}: it needs write access to that namespace")
+        return ValueError(f"{where} answered {status} for {repo_id}; try again in a moment")
+    return ValueError(f"{where} cannot be reached ({type(error).__name__}); check the connection and try again")
+
+
+def push_checkpoint(directory, repo_id: str, token: str | None = None, private: bool = False,
+                    endpoint: str | None = None) -> str:
+    """Upload a checkpoint's files to ``repo_id`` (created if needed); return the repo's URL."""
+    repo_id = check_repo_id(repo_id)
+    load_checkpoint(directory)  # never publish a checkpoint that would not load
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(directory), repo_id=repo_id, allow_patterns=CHECKPOINT_FILES,
+                          commit_message="Upload BabyGPT checkpoint")
+    except HUB_ERRORS as error:
+        raise _explain(error, repo_id, endpoint) from None
+    return str(url)
+
+
+def download_checkpoint(repo_id: str, destination, token: str | None = None, endpoint: str | None = None) -> Path:
+    """Fetch ``repo_id`` into the new directory ``destination``, only once it is known to load."""
+    repo_id = check_repo_id(repo_id)
+    destination = Path(destination)
+    if destination.exists():
+        raise ValueError(f"{destination} already exists")
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=destination.parent))
+    try:
+        snapshot_download(repo_id, endpoint=endpoint, token=token, local_dir=staging, allow_patterns=CHECKPOINT_FILES)
+        for leftover in staging.iterdir():  # huggingface_hub's own cache folder, if any
+            if leftover.name not in CHECKPOINT_FILES:
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+        try:
+            load_checkpoint(staging)
+        except ValueError as error:
+            raise ValueError(f"{repo_id} is not a BabyGPT checkpoint: {error}") from None
+        staging.rename(destination)  # all or nothing: no half-written model appears
+        return destination
+    except HUB_ERRORS as error:
+        raise _explain(error, repo_id, endpoint) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""Hub round trips against a real HTTP server on 127.0.0.1 that speaks the Hub's protocol."""
+
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from babygpt.checkpoint import load_checkpoint
+from babygpt.hub import check_repo_id, download_checkpoint, push_checkpoint
+from babygpt.ui.models import shipped_checkpoints
+from conftest import running_app
+from hub_server import FakeHub
+
+TOKEN = "hf_secret_test_token_1234"
+GPT = shipped_checkpoints()["gpt"]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    # huggingface_hub reads these once, at import: offline mode would refuse even 127.0.0.1, and
+    # the xet transfer protocol (hf_xet is installed) is not spoken by the test server.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+    with FakeHub(token=TOKEN) as server:
+        yield server
+
+
+def same_logits(a, b):
+    idx = torch.randint(0, a.config.vocab_size, (2, 16))
+    with torch.no_grad():
+        return torch.equal(a(idx)[0], b(idx)[0])
+
+
+def test_push_then_load_by_repo_id_gives_the_same_model(hub, tmp_path):
+    url = push_checkpoint(GPT, "alice/tiny-gpt", token=TOKEN, private=True, endpoint=hub.url)
+    assert url.endswith("alice/tiny-gpt") and hub.repos["alice/tiny-gpt"]["private"]
+    assert set(hub.repos["alice/tiny-gpt"]["files"]) == {"config.json", "tokenizer.json", "model.safetensors", "metrics.json"}
+    local = download_checkpoint("alice/tiny-gpt", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
+    assert sorted(p.name for p in local.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    assert same_logits(load_checkpoint(local).model, load_checkpoint(GPT).model)
+
+
+@pytest.mark.parametrize("repo_id", ["", "nobody", "a/b/c", "../etc", "alice/", "alice/x y", "alice/name.git"])
+def test_invalid_repo_ids_are_refused_before_any_request(repo_id):
+    with pytest.raises(ValueError, match="is not a repo id"):
+        check_repo_id(repo_id)
+
+
+def test_failures_are_clear_leave_nothing_behind_and_never_show_the_token(hub, tmp_path):
+    messages = []
+    with pytest.raises(ValueError, match="refused the token") as error:
+        push_checkpoint(GPT, "alice/x", token="hf_wrong", endpoint=hub.url)
+    messages.append(str(error.value))
+    push_checkpoint(GPT, "alice/private", token=TOKEN, private=True, endpoint=hub.url)
+    with pytest.raises(ValueError, match="no repository alice/private that you can see") as error:
+        download_checkpoint("alice/private", tmp_path / "a", token=None, endpoint=hub.url)
+    messages.append(str(error.value))
+    with pytest.raises(ValueError, match="no repository alice/missing"):
+        download_checkpoint("alice/missing", tmp_path / "b", token=TOKEN, endpoint=hub.url)
+    hub.fail_next(500, count=20)
+    with pytest.raises(ValueError, match="answered 500") as error:
+        download_checkpoint("alice/private", tmp_path / "c", token=TOKEN, endpoint=hub.url)
+    messages.append(str(error.value))
+    assert not any((tmp_path / n).exists() for n in "abc"), "no half-written model"
+    assert not [p for p in tmp_path.iterdir()], "no staging folders left"
+    assert all(TOKEN not in m and "hf_wrong" not in m for m in messages)
+
+
+def test_an_unreachable_hub_is_a_clear_message(tmp_path):
+    with pytest.raises(ValueError, match="cannot be reached|answered"):
+        download_checkpoint("alice/x", tmp_path / "x", token=TOKEN, endpoint="http://127.0.0.1:9")
+
+
+def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
+    with running_app(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1") as url:
+        client = Client(url, verbose=False, analytics_enabled=False)
+        status = client.predict("gpt", "bob/shared-gpt", True, api_name="/push")
+        assert "pushed **gpt**" in status and "bob/shared-gpt" in status
+        status, names = client.predict("bob/shared-gpt", api_name="/load")
+        assert "bob-shared-gpt" in status and "my-bob-shared-gpt" in names
+        html, texts, _ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0, api_name="/compare")
+        assert texts["my-bob-shared-gpt"] == texts["gpt"], "the loaded copy writes exactly what the original does"
+        with pytest.raises(AppError, match="is not a repo id"):
+            client.predict("gpt", "not a repo", True, api_name="/push")
+        with pytest.raises(AppError, match="no repository bob/absent"):
+            client.predict("bob/absent", api_name="/load")
+    assert all(TOKEN not in str(r) for r in hub.requests)
