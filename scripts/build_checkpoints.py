@@ -49,11 +49,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from babygpt.machine import cpu_model  # noqa: E402  (needs the repository on sys.path)
-from babygpt.models import PRESETS  # noqa: E402  (needs the repository on sys.path)
+from babygpt.models import PRESETS, config_from_json  # noqa: E402  (needs the repository on sys.path)
+from babygpt.stats import flops_per_token  # noqa: E402
 
 CHECKPOINTS = REPO / "checkpoints"
 INDEX = CHECKPOINTS / "index.json"
 README = CHECKPOINTS / "README.md"
+MAIN_README = REPO / "README.md"
+TABLE_START, TABLE_END = "<!-- checkpoint table: written by scripts/build_checkpoints.py -->", "<!-- end of checkpoint table -->"
 CORPUS = "shakespeare"
 
 # The shipped models, in the order of the table: one checkpoint per preset, named after it.
@@ -187,19 +190,38 @@ def format_bytes(size: int) -> str:
     return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 
-def render_readme(index: dict) -> str:
-    entries = index["checkpoints"]
+def forward_flops_per_token(name: str) -> float:
+    """Analytic forward FLOPs per token at full context, from the checkpoint's own config."""
+    config = json.loads((CHECKPOINTS / name / "config.json").read_text())
+    return flops_per_token(config_from_json(config["model"]))["forward"]
+
+
+def render_table(entries: list[dict]) -> list[str]:
     rows = [
-        "| name | family | parameters | val loss (best, training) | val loss (full split) | bits/char "
-        "| training time | size | load avg before → after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| name | family | parameters | FLOPs/token (forward) | val loss (best, training) | val loss (full split) "
+        "| bits/char | training time | size | load avg before → after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in entries:
         rows.append(
-            f"| `{e['name']}` | {e['family']} | {e['parameters']:,} | {e['val_loss']:.4f} | {e['full_val_loss']:.4f} "
+            f"| `{e['name']}` | {e['family']} | {e['parameters']:,} | {forward_flops_per_token(e['name']):,.0f} "
+            f"| {e['val_loss']:.4f} | {e['full_val_loss']:.4f} "
             f"| {e['bits_per_char']:.3f} | {format_seconds(e['train_seconds'])} | {format_bytes(e['size_bytes'])} "
             f"| {e['load_before'][0]:.2f} → {e['load_after'][0]:.2f} |"
         )
+    return rows
+
+
+def update_main_readme(index: dict) -> None:
+    """Put the same table into the project README, between its checkpoint-table markers."""
+    text = MAIN_README.read_text()
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    MAIN_README.write_text(text[:start] + "\n" + "\n".join(render_table(index["checkpoints"])) + "\n" + text[end:])
+
+
+def render_readme(index: dict) -> str:
+    entries = index["checkpoints"]
+    rows = render_table(entries)
     # Flag any model that scores worse than the bigram table: it learned less than counting pairs.
     baseline = next((e for e in entries if e["family"] == "bigram"), None)
     worse = [e["name"] for e in entries if baseline and e is not baseline and e["full_val_loss"] > baseline["full_val_loss"]]
@@ -291,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.readme_only:
         README.write_text(render_readme(read_index()))
+        update_main_readme(read_index())
         return 0
 
     CHECKPOINTS.mkdir(exist_ok=True)
@@ -304,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         index = {"machine": machine(), "checkpoints": [entries[n] for n in MODELS if n in entries]}
         write_index(index)
         README.write_text(render_readme(index))
+        update_main_readme(index)
     print(f"built {len(args.names)} checkpoint(s) in {format_seconds(time.perf_counter() - started)}; "
           f"{format_bytes(directory_bytes(CHECKPOINTS))} in checkpoints/")
     return 0

@@ -155,3 +155,15 @@ def test_a_second_training_waits_in_the_queue_and_sees_its_position(app_url):
     assert positions and positions[0] >= 0, "the second training waited in the queue with a position"
     assert "is ready (stopped)" in running.result()[1]
     assert "is ready (max_iters)" in waiting.result()[1]
+
+
+def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_url):
+    c = client(app_url)
+    assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001]
+    assert list(c.predict("bigram", api_name="/preset_values"))[3:] == [8, 32, 1000, 0.1]
+    compare, attention, stats, hub = c.predict(api_name="/models")
+    names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
+    shipped = {"bigram", "ngram", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
+               "gpt-low-rank", "llama"}
+    assert names(compare) == names(stats) == names(hub) == shipped
+    assert names(attention) == shipped - {"bigram", "ngram"}, "only models with attention"

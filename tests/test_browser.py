@@ -89,3 +89,25 @@ def test_hub_tab_and_no_console_errors(page):
     page.get_by_role("button", name="Download checkpoint (zip)").wait_for()
     shot(page, "hub")
     assert page.console_errors == []
+
+
+def test_leaving_the_page_deletes_the_visitors_files(app_url, page):
+    import glob
+    import os
+    import tempfile
+    import time
+
+    pattern = os.path.join(tempfile.gettempdir(), "babygpt-session-*")  # the app's session folders
+    before = set(glob.glob(pattern))
+    visitor = page.context.browser.new_page()  # a second visitor, in the same browser
+    visitor.goto(app_url, wait_until="domcontentloaded")
+    open_tab(visitor, "Compare")
+    visitor.get_by_role("button", name="Generate").click()
+    visitor.wait_for_function("document.querySelectorAll('.bg-col').length === 3", timeout=60_000)
+    created = set(glob.glob(pattern)) - before
+    assert len(created) == 1, "the visit made one session folder"
+    visitor.close()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(d) for d in created) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(os.path.exists(d) for d in created), "the folder is deleted when the visitor leaves"
