@@ -167,3 +167,17 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
                "gpt-low-rank", "llama"}
     assert names(compare) == names(stats) == names(hub) == shipped
     assert names(attention) == shipped - {"bigram", "ngram"}, "only models with attention"
+
+
+def test_generation_runs_while_another_generation_is_running(app_url):
+    first, second = client(app_url), client(app_url)
+    long = first.submit(["gpt", "llama", "gpt-time-weighted"], "Hamlet:", 1000, 1.0, 0, 1.0, 1, api_name="/compare")
+    deadline = time.monotonic() + 60
+    while long.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    _, texts, _ = second.predict(["bigram"], "Hamlet:", 20, 1.0, 0, 1.0, 1, api_name="/compare")
+    assert len(texts["bigram"]) == len("Hamlet:") + 20
+    assert not long.done(), "the short request finished while the long one was still generating"
+    assert time.monotonic() - started < 20
+    long.cancel()

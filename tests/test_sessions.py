@@ -43,3 +43,13 @@ def test_new_model_names_are_unique_and_safe():
         assert session.new_model_dir("gpt")[0] == "my-gpt"
     finally:
         end_session("names")
+
+
+def test_every_event_of_the_app_is_a_named_public_api():
+    from babygpt.ui import build_app
+
+    app = build_app()
+    events = [fn for fn in app.fns.values() if fn.name != "forget_session"]  # unload is no API event
+    assert events and all(fn.api_visibility == "public" for fn in events), [fn.name for fn in events]
+    names = [fn.api_name for fn in events]
+    assert len(names) == len(set(names)) and not any(n.startswith(("lambda", "describe_")) for n in names), names

@@ -39,7 +39,7 @@ def build_app() -> gr.Blocks:
                     gr.update(choices=names), gr.update(choices=names))
 
         selectors = [compare_selector, attention_selector, stats_selector, hub_selector]
-        model_names.change(refresh, None, selectors, api_visibility="private")
+        model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
         app.unload(forget_session)
     return app

@@ -70,6 +70,10 @@ gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, acti
     return table, chart, summary
 
 
+def clear_if_chosen(chosen):
+    return None if chosen else gr.update()
+
+
 def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
@@ -82,8 +86,9 @@ def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         table = gr.Dataframe(headers=["module", "parameters", "share"], label="parameters per module")
         chart = gr.Plot(label="parameters per module")
-    model.change(lambda name: None if name else gr.update(), model, preset, api_visibility="private")
-    preset.change(lambda p: None if p else gr.update(), preset, model, api_visibility="private")
+    # Choosing one source clears the other, so it is clear which one the stats describe.
+    model.change(clear_if_chosen, model, preset, api_name="stats_clear_preset")
+    preset.change(clear_if_chosen, preset, model, api_name="stats_clear_model")
     run.click(stats, [model, preset, batch_size, budget_tokens], [table, chart, summary], api_name="stats",
               show_progress_on=summary)
     return model

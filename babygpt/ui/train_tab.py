@@ -196,8 +196,8 @@ def build(model_names: gr.JSON) -> None:
     download = gr.File(label="checkpoint (zip)")
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
-    for component in [*form, corpus]:
-        component.change(describe, [*form, corpus], summary, api_name="describe", show_progress="hidden")
+    gr.on([c.change for c in [*form, corpus]], describe, [*form, corpus], summary, api_name="describe",
+          show_progress="hidden")
     preset.change(preset_values, preset, form[1:8], api_name="preset_values")
     start.click(
         train, [*form, corpus, upload, x_axis], [plot, status, sample, model_names, download],
