@@ -181,3 +181,10 @@ def test_generation_runs_while_another_generation_is_running(app_url):
     assert not long.done(), "the short request finished while the long one was still generating"
     assert time.monotonic() - started < 20
     long.cancel()
+
+
+def test_the_glue_endpoints(app_url):
+    c = client(app_url)
+    assert c.predict("gpt", api_name="/stats_clear_preset") is None, "choosing a model clears the preset"
+    assert c.predict("llama", api_name="/stats_clear_model") is None, "choosing a preset clears the model"
+    assert c.predict(api_name="/refresh_models") == c.predict(api_name="/models")
