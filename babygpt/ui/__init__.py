@@ -6,7 +6,7 @@ import gradio as gr
 
 from . import attention_tab, compare_tab, hub_tab, stats_tab, train_tab
 from .common import CSS_EXTRA, model_choices, session_of
-from .models import end_session, load, shipped_checkpoints
+from .models import end_session, has_attention, load, shipped_checkpoints
 
 TITLE = "BabyGPT"
 INTRO = ("Build, train, compare and look inside tiny language models — written from scratch in PyTorch. "
@@ -14,10 +14,11 @@ INTRO = ("Build, train, compare and look inside tiny language models — written
 
 
 def build_app() -> gr.Blocks:
-    for path in shipped_checkpoints().values():  # ready before the first visitor arrives
+    shipped = shipped_checkpoints()
+    for path in shipped.values():  # ready before the first visitor arrives
         load(path)
-    choices = list(shipped_checkpoints())
-    attention_choices = [n for n in choices if load(shipped_checkpoints()[n]).config["model"]["family"] in ("gpt", "llama")]
+    choices = list(shipped)
+    attention_choices = [name for name, path in shipped.items() if has_attention(path)]
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         model_names = gr.JSON(visible=False)

@@ -7,7 +7,7 @@ import inspect
 
 import gradio as gr
 
-from .models import Session, session_for
+from .models import Session, has_attention, session_for
 
 # Anything a user can cause raises ValueError in the library; show it, never a stack trace.
 USER_ERRORS = (ValueError, FloatingPointError)
@@ -42,12 +42,7 @@ def session_of(request: gr.Request | None) -> Session:
 
 
 def model_choices(session: Session, attention_only: bool = False) -> list[str]:
-    from .models import load
-
-    names = list(session.models())
-    if attention_only:
-        names = [n for n in names if load(session.path_of(n)).config["model"]["family"] in ("gpt", "llama")]
-    return names
+    return [name for name, path in session.models().items() if not attention_only or has_attention(path)]
 
 
 CSS_EXTRA = """

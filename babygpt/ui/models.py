@@ -36,6 +36,10 @@ def load(path: Path) -> Checkpoint:
     return _load(str(path), (Path(path) / "model.safetensors").stat().st_mtime)
 
 
+def has_attention(path: Path) -> bool:
+    return load(path).config["model"]["family"] in ("gpt", "llama")
+
+
 @dataclass
 class Session:
     """One visitor's models and files. ``trainer`` is the run in progress, for the Stop button."""
