@@ -82,9 +82,11 @@ def read_json(path: Path) -> dict:
 
 
 def save_checkpoint(
-    directory, model: LanguageModel, tokenizer, metrics: dict, extra_config: dict | None = None, weights: bool = True
+    directory, model: LanguageModel, tokenizer, metrics: dict, extra_config: dict | None = None, weights: bool = True,
+    write_tokenizer: bool = True,
 ) -> None:
-    """Write config, tokenizer, weights (unless ``weights=False``) and metrics, metrics last."""
+    """Write config, tokenizer, weights and metrics, metrics last. A run's later saves may skip
+    the weights (not the best) and the tokenizer (unchanged)."""
     directory = Path(directory)
     config = {
         "format_version": FORMAT_VERSION,
@@ -93,7 +95,8 @@ def save_checkpoint(
         **(extra_config or {}),
     }
     write_json(directory / CONFIG_FILE, config)
-    atomic_write(directory / TOKENIZER_FILE, lambda tmp: save_tokenizer(tokenizer, tmp))
+    if write_tokenizer:
+        atomic_write(directory / TOKENIZER_FILE, lambda tmp: save_tokenizer(tokenizer, tmp))
     if weights:
         atomic_write(directory / MODEL_FILE, lambda tmp: save_model(model, tmp))
     write_json(directory / METRICS_FILE, metrics)

@@ -104,10 +104,9 @@ def run_train(args) -> int:
         for name in model:
             if family and family not in all_fields[name][1]:
                 raise ValueError(f"--{name.replace('_', '-')} does not apply to the {family} family")
-        trainer = new_run(
-            args.data or "shakespeare", args.family, args.preset, model, train,
-            args.tokenizer or "char", args.bpe_vocab_size or 512, args.out,
-        )
+        given = {"tokenizer": args.tokenizer, "bpe_vocab_size": args.bpe_vocab_size}
+        trainer = new_run(args.data or "shakespeare", args.family, args.preset, model, train, out_dir=args.out,
+                          **{k: v for k, v in given.items() if v is not None})
     # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
     signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
     render_training(trainer, show=rank == 0)

@@ -8,6 +8,7 @@ same seed always gives the same text.
 from __future__ import annotations
 
 import math
+import time
 from typing import Iterator
 
 import torch
@@ -99,8 +100,6 @@ def side_by_side(models: dict, prompt: str, max_new_tokens: int, **settings) -> 
     Yields ``{name: {"text", "new_tokens", "tokens_per_sec", "done"}}`` after every round, so a UI
     can show all columns growing together. Each model's speed counts only its own time.
     """
-    import time
-
     streams, state = {}, {}
     for name, (model, tokenizer) in models.items():
         streams[name] = stream(model, tokenizer.encode(prompt), max_new_tokens, **settings)

@@ -106,6 +106,11 @@ def _meta_model(config: BaseConfig) -> LanguageModel:
         return build_model(config)
 
 
+def parameter_count(config: BaseConfig) -> int:
+    """Parameters of a configuration, counted on a meta-device model: no weights are made."""
+    return _meta_model(config).num_parameters()
+
+
 def matmul_parameters(model: nn.Module) -> int:
     """Weights that are multiplied per token: every ``nn.Linear`` weight, output head included.
 

@@ -185,6 +185,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.best_val_loss = math.inf
         self.history: list[dict] = []
+        self._tokenizer_saved = False  # a run's tokenizer never changes: write it once
         self._stop = threading.Event()
 
     # --- control --------------------------------------------------------------------------------
@@ -347,8 +348,10 @@ class Trainer:
                 # The weights only when they are the best so far; config and metrics always, so
                 # that settings changed on a resume (a longer max_iters) are the ones saved.
                 checkpoint.save_checkpoint(
-                    self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(), weights=improved
+                    self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(),
+                    weights=improved, write_tokenizer=not self._tokenizer_saved,
                 )
+                self._tokenizer_saved = True
                 self.save_training_state(rng)
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,

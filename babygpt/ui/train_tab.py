@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -10,9 +11,9 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..data import BUILTIN
-from ..models import PRESETS, build_model, make_config
+from ..models import PRESETS, make_config
 from ..runs import new_run, resolve_settings
-from ..stats import flops_per_token
+from ..stats import flops_per_token, parameter_count
 from .common import friendly, model_choices, session_of
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -48,7 +49,7 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
         preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
     )
     config = make_config(family, **{**model, "vocab_size": 65})  # character vocabularies are about this size
-    parameters = build_model(config).num_parameters()
+    parameters = parameter_count(config)
     flops = flops_per_token(config)
     tokens = train.max_iters * train.batch_size * config.block_size
     return (
@@ -104,7 +105,7 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     )
     name, out_dir = session.new_model_dir(preset)
     trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
-                      train=train_settings.__dict__, out_dir=out_dir)
+                      train=dataclasses.asdict(train_settings), out_dir=out_dir)
     session.trainer = trainer
     if session.stop_requested.is_set():  # Stop was pressed while the data was being prepared
         trainer.stop()
