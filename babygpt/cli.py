@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ from .data import BUILTIN, Dataset, is_builtin, load_text, val_lines
 from .evaluation import addition_accuracy, split_loss
 from .models import FAMILIES, PRESETS
 from .runs import DEFAULT_PRESET, new_run, resume_run
-from .sampling import sample_text
+from .sampling import stream
 from .trainer import TrainConfig, pick_device
 
 
@@ -67,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     sample.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
     sample.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all; default 0)")
+    sample.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens holding this much probability (default 1 = all)")
     sample.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text (default 0)")
+    sample.add_argument("--stop", action="append", default=[], help="stop once the new text contains this string (repeatable)")
+    sample.add_argument("--no-cache", action="store_true", help="re-run the whole context every token (slow; for checking the KV cache)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
     evaluate = commands.add_parser("eval", help="val loss and bits per character of a checkpoint")
@@ -172,11 +176,16 @@ def format_seconds(seconds: float | None) -> str:
 
 def run_sample(args) -> int:
     loaded = checkpoint.load_checkpoint(args.checkpoint, pick_device(args.device))
-    text = sample_text(
-        loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens,
-        temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+    steps = stream(
+        loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens, stop_strings=args.stop,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache,
     )
-    print(text)
+    first = next(steps, None)  # settings are checked here, before anything is printed
+    print(args.prompt, end="", flush=True)
+    if first is not None:
+        for step in itertools.chain([first], steps):
+            print(step.text, end="", flush=True)
+    print()
     return 0
 
 

@@ -1,17 +1,44 @@
-"""Sampling from any family: temperature, top-k, top-p, a per-call seed, stop tokens.
+"""Generation for every family: a KV cache, sampling controls, and a stream of steps that say what
+the model believed.
 
-Each new token re-runs the model on the last ``block_size`` tokens (no KV cache yet). Randomness
-comes from a ``torch.Generator`` made for the call, so the global RNG is never touched and the
-same seed always gives the same text.
+What the model sees
+    The last ``block_size`` tokens, as in nanoGPT's ``generate``. A prompt longer than that is cut to
+    its last ``block_size`` tokens (``Step.context_cut`` says so).
+
+KV cache (``use_cache=True``, the default, for gpt and llama)
+    The prompt is encoded once; each step then feeds only the new token. Once the text outgrows
+    ``block_size`` the window slides by one token a step and is *re-encoded* from scratch: with
+    learned positions every token's position embedding changes when the window moves; with RoPE
+    the first layer could keep its keys, but a deeper layer's keys were computed from tokens that
+    have since left the window. Re-encoding keeps cached generation equal to uncached generation
+    (same tokens, logits within float rounding) at every length; past ``block_size`` it costs what
+    uncached generation costs.
+
+Randomness, and fair comparisons
+    Every sampled step draws exactly one uniform number ``u`` from a ``torch.Generator`` made for the
+    call (the global RNG is never touched) and picks the token where the cumulative distribution
+    first passes ``u`` (inverse-CDF sampling). So two models given the same seed use the same ``u``
+    at every step: differences in their text come from their distributions, not from the dice, and
+    two copies of one model write the same text. Greedy decoding (``temperature=0``) draws nothing.
+
+Settings
+    ``temperature`` 0 = greedy, else > 0; ``top_k`` 0 = off, larger than the vocabulary = off;
+    ``top_p`` in (0, 1]; ``stop_strings`` end generation once the new text contains one (the stop
+    string is kept, as the token that completed it has been shown); ``max_new_tokens`` up to
+    ``MAX_NEW_TOKENS``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
+
+MAX_NEW_TOKENS = 100_000  # a bound on any one call; the app sets a lower one
+TOP_ALTERNATIVES = 5
 
 
 def next_token_distribution(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -33,19 +60,62 @@ def next_token_distribution(logits: torch.Tensor, temperature: float, top_k: int
     return probs
 
 
+def inverse_cdf(probs: torch.Tensor, u: float) -> int:
+    """The token whose slice of [0, 1) holds ``u``, slices laid out in token-id order.
+
+    A token of probability 0 has an empty slice and is never chosen; ``u`` is scaled by the total
+    so rounding in the sum cannot run past the last token.
+    """
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    return int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64), right=True).clamp(max=probs.numel() - 1))
+
+
 def check_settings(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise ValueError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}")
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens must be between 0 and {MAX_NEW_TOKENS:,}, got {max_new_tokens:,}")
     if not (temperature >= 0) or math.isinf(temperature):  # also refuses NaN
         raise ValueError(f"temperature must be 0 (greedy) or positive, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be 0 (off) or positive, got {top_k}")
-    if not 0.0 < top_p <= 1.0:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be 0 (off) or a positive whole number, got {top_k!r}")
+    if not 0.0 < top_p <= 1.0:  # also refuses NaN
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must not be negative, got {max_new_tokens}")
 
 
-@torch.no_grad()
-def stream(
+class Context:
+    """Feeds a growing list of ids to a model and returns the next-token logits, cached or not.
+
+    ``encodes`` counts full (re-)encodings of the window, so tests and benchmarks can see the cache
+    at work: 1 for a whole generation that stays within ``block_size``.
+    """
+
+    def __init__(self, model, use_cache: bool = True):
+        self.model = model
+        self.block_size = model.config.block_size
+        self.device = next(model.parameters()).device
+        self.cache = model.new_cache() if use_cache else None
+        self.window_start = 0
+        self.encodes = 0
+
+    @torch.inference_mode()
+    def next_logits(self, ids: list[int]) -> torch.Tensor:
+        start = max(0, len(ids) - self.block_size)
+        if self.cache is None:
+            self.encodes += 1
+            logits, _ = self.model(torch.tensor([ids[start:]], device=self.device))
+            return logits[0, -1]
+        if self.cache.length == 0 or start != self.window_start:
+            self.cache.reset()  # the window moved: every position changed
+            self.window_start = start
+            self.encodes += 1
+        new = ids[start + self.cache.length :]
+        logits, _ = self.model(torch.tensor([new], device=self.device), cache=self.cache)
+        return logits[0, -1]
+
+
+@torch.inference_mode()  # like no_grad, and lighter per operation: no version counters
+def token_ids(
     model,
     prompt_ids: list[int],
     max_new_tokens: int,
@@ -54,29 +124,30 @@ def stream(
     top_p: float = 1.0,
     seed: int = 0,
     stop_ids: list[int] | None = None,
-) -> Iterator[int]:
-    """Yield new token ids one at a time. ``temperature=0`` is greedy."""
+    use_cache: bool = True,
+) -> Iterator[tuple[int, torch.Tensor, float]]:
+    """The core loop: yield ``(token id, the model's logits (V,), the token's sampling probability)``."""
     if not prompt_ids:
         raise ValueError("the prompt is empty: give at least one token to continue from")
     check_settings(max_new_tokens, temperature, top_k, top_p)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
     ids = list(prompt_ids)
     stop = set(stop_ids or ())
+    context = Context(model, use_cache)
     try:
         for _ in range(max_new_tokens):
-            context = torch.tensor([ids[-model.config.block_size :]], device=device)
-            logits, _ = model(context)
-            last = logits[0, -1]
+            logits = context.next_logits(ids)
             if temperature == 0:
-                token = int(last.argmax())
+                token, chance = int(logits.argmax()), 1.0
             else:
-                probs = next_token_distribution(last, temperature, top_k, top_p).cpu()
-                token = int(torch.multinomial(probs, 1, generator=generator))
+                probs = next_token_distribution(logits, temperature, top_k, top_p).cpu()
+                u = float(torch.rand((), generator=generator, dtype=torch.float64))
+                token = inverse_cdf(probs, u)
+                chance = float(probs[token])
             ids.append(token)
-            yield token
+            yield token, logits, chance
             if token in stop:
                 break
     finally:
@@ -84,38 +155,116 @@ def stream(
 
 
 def generate(model, prompt_ids: list[int], max_new_tokens: int, **settings) -> list[int]:
-    """The prompt followed by up to ``max_new_tokens`` new ids (settings as ``stream``)."""
-    return list(prompt_ids) + list(stream(model, prompt_ids, max_new_tokens, **settings))
+    """The prompt followed by up to ``max_new_tokens`` new ids (settings as ``token_ids``)."""
+    return list(prompt_ids) + [token for token, _, _ in token_ids(model, prompt_ids, max_new_tokens, **settings)]
+
+
+@dataclass
+class Step:
+    """One generated token and what the model believed when it chose it."""
+
+    token_id: int
+    text: str  # what the token adds to the text ("" while a multi-byte character is incomplete)
+    probability: float  # the model's own probability of this token: softmax of its logits, temperature 1
+    sampled_probability: float  # its probability after temperature / top-k / top-p (1.0 when greedy)
+    entropy: float  # entropy of the model's own distribution, in bits: 0 = certain, log2(V) = clueless
+    alternatives: list[tuple[str, float]]  # the model's five likeliest tokens, with probabilities
+    logits: torch.Tensor = field(repr=False)  # (V,) raw logits, for checks and analysis
+    context_cut: bool = False  # the prompt was longer than block_size and the model saw its end only
+    finish_reason: str | None = None  # on the last step: "stop" (stop string or id) or "length"
+
+
+class TextTracker:
+    """Turns new ids into new text, holding back an incomplete multi-byte character (byte-level BPE)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+
+    def add(self, token: int, last: bool = False) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd") and not last:  # the character's remaining bytes may still come
+            return ""
+        new, self.shown = text[self.shown :], len(text)
+        return new
+
+
+def stream(
+    model,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    stop_strings: list[str] | tuple[str, ...] = (),
+    **settings,
+) -> Iterator[Step]:
+    """Yield a ``Step`` per new token (settings as ``token_ids``: temperature, top_k, top_p, seed,
+    stop_ids, use_cache)."""
+    if not prompt:
+        raise ValueError("the prompt is empty: give at least one character to continue from")
+    if any(not s for s in stop_strings):
+        raise ValueError("stop strings must not be empty")
+    prompt_ids = tokenizer.encode(prompt)
+    cut = len(prompt_ids) > model.config.block_size
+    tracker, new_text = TextTracker(tokenizer), ""
+    longest_stop = max((len(s) for s in stop_strings), default=0)
+    stop_ids = set(settings.get("stop_ids") or ())
+    for n, (token, logits, chance) in enumerate(token_ids(model, prompt_ids, max_new_tokens, **settings), start=1):
+        probs = torch.softmax(logits.float(), dim=-1).cpu()
+        top = torch.topk(probs, min(TOP_ALTERNATIVES, probs.numel()))
+        entropy = float(-(probs * torch.log2(probs.clamp_min(1e-30))).sum())
+        text = tracker.add(token, last=n == max_new_tokens or token in stop_ids)
+        # Only the tail can hold a stop string that this token completed.
+        tail_start = max(0, len(new_text) - longest_stop + 1)
+        new_text += text
+        stopped = token in stop_ids or any(s in new_text[tail_start:] for s in stop_strings)
+        yield Step(
+            token, text, float(probs[token]), chance, entropy,
+            [(tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)],
+            logits, context_cut=cut and n == 1,
+            finish_reason="stop" if stopped else "length" if n == max_new_tokens else None,
+        )
+        if stopped:
+            return
 
 
 def sample_text(model, tokenizer, prompt: str, max_new_tokens: int, **settings) -> str:
-    """Convenience: text in, prompt plus continuation out."""
-    ids = generate(model, tokenizer.encode(prompt), max_new_tokens, **settings)
-    return tokenizer.decode(ids)
+    """Text in, prompt plus continuation out (settings as ``stream``)."""
+    return prompt + "".join(step.text for step in stream(model, tokenizer, prompt, max_new_tokens, **settings))
 
 
 def side_by_side(models: dict, prompt: str, max_new_tokens: int, **settings) -> Iterator[dict]:
     """Generate from several ``{name: (model, tokenizer)}`` at once, one token each in turn.
 
-    Yields ``{name: {"text", "new_tokens", "tokens_per_sec", "done"}}`` after every round, so a UI
-    can show all columns growing together. Each model's speed counts only its own time.
+    With one seed for all, every model uses the same random draw at each step (see the module
+    docstring), so the columns differ only where the models do. Yields after every round
+    ``{name: {"text", "steps", "new_tokens", "tokens_per_sec", "first_token_seconds", "done",
+    "finish_reason", "context_cut"}}``. Times count each model's own work only: the prompt's
+    encoding, the forward passes and the sampling.
     """
     streams, state = {}, {}
     for name, (model, tokenizer) in models.items():
-        streams[name] = stream(model, tokenizer.encode(prompt), max_new_tokens, **settings)
-        state[name] = {"text": prompt, "new_tokens": 0, "tokens_per_sec": 0.0, "done": False, "_seconds": 0.0}
+        streams[name] = stream(model, tokenizer, prompt, max_new_tokens, **settings)
+        state[name] = {"text": prompt, "steps": [], "new_tokens": 0, "tokens_per_sec": 0.0,
+                       "first_token_seconds": None, "done": False, "finish_reason": None, "context_cut": False,
+                       "_seconds": 0.0}
     while not all(s["done"] for s in state.values()):
-        for name, (_, tokenizer) in models.items():
+        for name in models:
             entry = state[name]
             if entry["done"]:
                 continue
-            start = time.perf_counter()
-            token = next(streams[name], None)
-            entry["_seconds"] += time.perf_counter() - start
-            if token is None:
+            started = time.perf_counter()
+            step = next(streams[name], None)
+            entry["_seconds"] += time.perf_counter() - started
+            if step is None:
                 entry["done"] = True
                 continue
+            if entry["first_token_seconds"] is None:
+                entry["first_token_seconds"] = entry["_seconds"]
+                entry["context_cut"] = step.context_cut
+            entry["steps"].append(step)
             entry["new_tokens"] += 1
-            entry["text"] += tokenizer.decode([token])
+            entry["text"] += step.text
             entry["tokens_per_sec"] = entry["new_tokens"] / max(entry["_seconds"], 1e-9)
+            if step.finish_reason:
+                entry["finish_reason"], entry["done"] = step.finish_reason, True
         yield {name: {k: v for k, v in entry.items() if not k.startswith("_")} for name, entry in state.items()}

@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from babygpt.machine import cpu_model
+from babygpt.machine import cpu_model, load_average
 from babygpt.models import build_model, make_config  # noqa: E402
 from babygpt.trainer import TrainConfig, make_optimizer  # noqa: E402
 
@@ -259,14 +259,6 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 1 << 30)
     libc.mallopt(m_trim_threshold, 2**31 - 1)
-
-
-def load_average() -> str:
-    """The 1/5/15-minute load average: other work on a shared machine slows every setting."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

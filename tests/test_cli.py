@@ -115,10 +115,12 @@ def trained(tmp_path_factory):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["sample", "--max-new-tokens", "-5"], "max_new_tokens must not be negative"),
+        (["sample", "--max-new-tokens", "-5"], "max_new_tokens must be between 0 and 100,000"),
+        (["sample", "--top-p", "0"], "top_p must be in (0, 1]"),
+        (["sample", "--stop", ""], "stop strings must not be empty"),
         (["sample", "--temperature", "-1"], "temperature must be 0 (greedy) or positive"),
         (["sample", "--temperature", "nan"], "temperature must be 0 (greedy) or positive"),
-        (["sample", "--top-k", "-1"], "top_k must be 0 (off) or positive"),
+        (["sample", "--top-k", "-1"], "top_k must be 0 (off) or a positive whole number"),
         (["sample", "--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
         (["sample", "--prompt", "Zürich 🙂"], "not in this model's vocabulary"),
         (["eval", "--batch-size", "0"], "batch_size must be at least 1"),
@@ -136,6 +138,16 @@ def test_tiny_temperature_is_nearly_greedy_not_an_error(trained):
     tiny = babygpt("sample", str(trained), "--temperature", "1e-40", "--max-new-tokens", "20").stdout
     greedy = babygpt("sample", str(trained), "--temperature", "0", "--max-new-tokens", "20").stdout
     assert tiny == greedy
+
+
+def test_sample_streams_the_same_text_without_the_cache_and_stops_at_a_stop_string(trained):
+    args = ("sample", str(trained), "--prompt", "ROMEO:", "--max-new-tokens", "80", "--top-p", "0.9", "--seed", "4")
+    cached = babygpt(*args).stdout
+    assert babygpt(*args, "--no-cache").stdout == cached
+    new_text = cached[len("ROMEO:"):].rstrip("\n")
+    stop = new_text[5:7]
+    stopped = babygpt(*args, "--stop", stop).stdout
+    assert stopped == "ROMEO:" + new_text[: new_text.index(stop) + 2] + "\n"
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,8 @@ class LanguageModel(nn.Module):
 
     ``forward(idx, targets=None, return_attention=False)`` returns ``(logits, loss)``, or
     ``(logits, loss, attention)`` with ``attention`` shaped ``(B, n_layer, n_head, T, T)`` when
-    asked for. Families without attention raise ``ValueError`` when asked.
+    asked for. Families without attention raise ``ValueError`` when asked. Attention families also
+    take ``cache=`` (a ``KVCache`` from ``new_cache()``): ``idx`` then continues the cached positions.
     """
 
     config: BaseConfig
@@ -93,12 +94,18 @@ class LanguageModel(nn.Module):
         # float() so a bf16 autocast forward still averages the loss in fp32.
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
-    def check_input(self, idx: torch.Tensor) -> None:
+    def new_cache(self, batch_size: int = 1):
+        """A ``KVCache`` for ``forward(..., cache=)``, or None for families with nothing to cache."""
+        return None
+
+    def check_input(self, idx: torch.Tensor, start: int = 0) -> None:
+        """``start``: positions already in a KV cache before ``idx``."""
         if idx.dim() != 2:
             raise ValueError(f"expected token ids shaped (batch, time), got shape {tuple(idx.shape)}")
-        if idx.size(1) > self.config.block_size:
+        if start + idx.size(1) > self.config.block_size:
+            cached = f" after {start} cached positions" if start else ""
             raise ValueError(
-                f"sequence of {idx.size(1)} tokens is longer than block_size {self.config.block_size}"
+                f"sequence of {idx.size(1)} tokens{cached} is longer than block_size {self.config.block_size}"
             )
 
     def no_attention(self, return_attention: bool) -> None:

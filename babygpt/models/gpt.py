@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseConfig, Family, LanguageModel, check_choice, check_fraction, check_int
+from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
 
 
 @dataclass
@@ -79,33 +80,38 @@ class CausalSelfAttention(nn.Module):
         else:
             self.log_time_weight = None
 
-    def score_bias(self, T: int, device: torch.device) -> torch.Tensor:
-        """Additive (n_head, T, T) mask: -inf above the diagonal, log time weight on and below it."""
-        i = torch.arange(T, device=device)
-        distance = (i[:, None] - i[None, :]).clamp(min=0)
-        bias = self.log_time_weight[:, distance]
-        return bias.masked_fill(distance.new_ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    def score_bias(self, start: int, T: int, S: int, device: torch.device) -> torch.Tensor:
+        """Additive (n_head, T, S) mask: -inf on future keys, the log time weight of the distance elsewhere."""
+        allowed = causal_mask(start, T, S, device)
+        distance = (torch.arange(start, start + T, device=device)[:, None] - torch.arange(S, device=device)[None, :])
+        bias = self.log_time_weight[:, distance.clamp(min=0)]
+        return bias.masked_fill(~allowed, float("-inf"))
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, return_attention: bool = False, cache: LayerCache | None = None):
         B, T, _ = x.shape
         q, k, v = self.c_attn(x).split(self.n_head * self.head_dim, dim=2)
         # (B, T, n_head * head_dim) -> (B, n_head, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        bias = self.score_bias(T, x.device) if self.log_time_weight is not None else None
+        start = 0
+        if cache is not None:  # the new positions follow the cached ones; attend over all of them
+            start = cache.start
+            k, v = cache.store(k, v)
+        S = k.size(2)
+        bias = self.score_bias(start, T, S, x.device) if self.log_time_weight is not None else None
         dropout = self.dropout if self.training else 0.0
         attention = None
         if return_attention:
             # The slow path spells out what the fused kernel computes, and keeps the weights.
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
             if bias is None:
-                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-                scores = scores.masked_fill(~causal, float("-inf"))
+                scores = scores.masked_fill(~causal_mask(start, T, S, x.device), float("-inf"))
             else:
                 scores = scores + bias
             attention = F.softmax(scores, dim=-1)
             y = F.dropout(attention, dropout, self.training) @ v
         elif bias is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            mask, is_causal = sdpa_causality(start, T, S, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
@@ -139,8 +145,8 @@ class Block(nn.Module):
         else:
             self.mlp = None
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        attended, attention = self.attn(self.ln_1(x), return_attention)
+    def forward(self, x: torch.Tensor, return_attention: bool = False, cache: LayerCache | None = None):
+        attended, attention = self.attn(self.ln_1(x), return_attention, cache)
         x = x + attended
         if self.mlp is not None:
             x = x + self.mlp(self.ln_2(x))
@@ -177,19 +183,27 @@ class GPT(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
-        self.check_input(idx)
-        T = idx.size(1)
-        pos = torch.arange(T, device=idx.device)
+    def new_cache(self, batch_size: int = 1) -> KVCache:
+        weight = self.lm_head.weight
+        return KVCache(self.config.n_layer, self.config.n_head, self.config.head_dim, self.config.block_size,
+                       batch_size, weight.device, weight.dtype)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
+                cache: KVCache | None = None):
+        start = cache.length if cache is not None else 0
+        self.check_input(idx, start)
+        pos = torch.arange(start, start + idx.size(1), device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         attentions = []
-        for block in self.transformer.h:
-            x, attention = block(x, return_attention)
+        for i, block in enumerate(self.transformer.h):
+            x, attention = block(x, return_attention, cache.layer(i) if cache is not None else None)
             attentions.append(attention)
+        if cache is not None:
+            cache.advance(idx.size(1))
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = self.loss(logits, targets)
         if return_attention:
-            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, T)
+            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, start + T)
         return logits, loss
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
+from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
 
 
 @dataclass
@@ -106,12 +107,18 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_attention: bool = False,
+                cache: LayerCache | None = None):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        start = 0
+        if cache is not None:  # keys are cached already rotated to their positions
+            start = cache.start
+            k, v = cache.store(k, v)
+        S = k.size(2)
         dropout = self.dropout if self.training else 0.0
         attention = None
         if return_attention:
@@ -119,12 +126,14 @@ class Attention(nn.Module):
             group = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            causal = causal_mask(start, T, S, x.device)
             attention = F.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
             y = F.dropout(attention, dropout, self.training) @ v
         else:
+            mask, is_causal = sdpa_causality(start, T, S, x.device)
             y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=dropout, is_causal=True, enable_gqa=self.n_kv_head != self.n_head
+                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal,
+                enable_gqa=self.n_kv_head != self.n_head,
             )
         y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
         return self.o_proj(y), attention
@@ -150,8 +159,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = SwiGLU(config)
 
-    def forward(self, x, cos, sin, return_attention: bool = False):
-        attended, attention = self.self_attn(self.input_layernorm(x), cos, sin, return_attention)
+    def forward(self, x, cos, sin, return_attention: bool = False, cache: LayerCache | None = None):
+        attended, attention = self.self_attn(self.input_layernorm(x), cos, sin, return_attention, cache)
         x = x + attended
         x = x + self.mlp(self.post_attention_layernorm(x))
         return x, attention
@@ -177,19 +186,29 @@ class Llama(LanguageModel):
                 std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
-        self.check_input(idx)
-        T = idx.size(1)
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+    def new_cache(self, batch_size: int = 1) -> KVCache:
+        weight = self.lm_head.weight
+        # Grouped-query attention caches n_kv_head heads, not n_head: the point of GQA.
+        return KVCache(self.config.n_layer, self.config.n_kv_head, self.config.head_dim, self.config.block_size,
+                       batch_size, weight.device, weight.dtype)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
+                cache: KVCache | None = None):
+        start = cache.length if cache is not None else 0
+        self.check_input(idx, start)
+        end = start + idx.size(1)
+        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
         x = self.drop(self.embed_tokens(idx))
         attentions = []
-        for block in self.layers:
-            x, attention = block(x, cos, sin, return_attention)
+        for i, block in enumerate(self.layers):
+            x, attention = block(x, cos, sin, return_attention, cache.layer(i) if cache is not None else None)
             attentions.append(attention)
+        if cache is not None:
+            cache.advance(idx.size(1))
         logits = self.lm_head(self.norm(x))
         loss = self.loss(logits, targets)
         if return_attention:
-            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, T)
+            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, start + T)
         return logits, loss
 
 

@@ -1,0 +1,263 @@
+"""Generation speed: babygpt's KV-cached sampler against uncached recompute and ``transformers``.
+
+What it measures
+----------------
+Tokens per second of sampling ``new`` tokens after a one-token prompt (batch 1, fp32, temperature
+1, no top-k/top-p), for three implementations of the same GPT shape (random weights, vocab 65):
+
+- ``babygpt-cached``: ``babygpt.sampling.generate`` with the KV cache (the default);
+- ``babygpt-uncached``: the same sampler with ``use_cache=False``: every token re-runs the model on
+  the whole context, as nanoGPT's ``generate`` does;
+- ``hf-generate``: ``transformers.GPT2LMHeadModel.generate(use_cache=True, do_sample=True, top_k=0)``
+  with the same shape (GELU, tied head, dropout 0).
+
+Each also in bf16 (``babygpt-cached bf16``, ``hf-generate bf16``: the weights converted with
+``model.to(torch.bfloat16)``). At batch 1 every step streams every weight from memory once; at the
+big shape the fp32 weights (43 MB) do not fit in a 32 MB L3 cache, so both implementations wait on
+memory bandwidth, and halving the bytes is what helps.
+
+Shapes: ``small`` = 4 layers, 4 heads, n_embd 128, block 64, 63 new tokens (the ``gpt`` preset);
+``big`` = 6 layers, 6 heads, n_embd 384, block 256, 255 new tokens (``gpt-shakespeare-char``). Both
+fill the context exactly, so no window slides. All implementations of a shape live in one process
+and are timed in interleaved rounds, the order reversed every other round; a figure is the median
+over rounds, after an untimed warm-up.
+
+Time to first token
+-------------------
+For every shipped checkpoint, the time ``babygpt.sampling.stream`` takes to yield its first step
+(encode the prompt, run it through the model, sample, and compute the probabilities, entropy and
+top-5 the Compare tab shows) -- the figure the Compare tab reports per column. Two prompts: the
+Compare tab's default (``"Hamlet:\\n"``) and a prompt that fills the whole context. Median of rounds.
+
+Goals: cached >= 1.5x transformers at both shapes; cached >= 5x uncached at the big shape; time to
+first token <= 100 ms for every shipped model.
+
+Usage: ``python bench/generate_speed.py`` (about 3 minutes on 2 cores), ``--quick`` (small shape,
+a few rounds), ``--repeats N --threads N --shapes small,big --json PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from babygpt.checkpoint import load_checkpoint  # noqa: E402
+from babygpt.machine import cpu_model, load_average  # noqa: E402
+from babygpt.models import build_model, make_config  # noqa: E402
+from babygpt.sampling import generate, stream  # noqa: E402
+
+VOCAB = 65
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block: int
+    new: int  # tokens to generate after a one-token prompt
+    repeats: int
+
+
+SHAPES = {
+    "small": Shape("small", 4, 4, 128, block=64, new=63, repeats=15),
+    "big": Shape("big", 6, 6, 384, block=256, new=255, repeats=5),
+}
+# (implementation, precision). bf16 means the weights themselves are bf16 (``model.to(torch.bfloat16)``):
+# at batch 1 a step streams every weight from memory once, so half the bytes is what speeds it up.
+SETTINGS = (("babygpt-cached", "fp32"), ("babygpt-uncached", "fp32"), ("hf-generate", "fp32"),
+            ("babygpt-cached", "bf16"), ("hf-generate", "bf16"))
+
+
+def hf_model(shape: Shape):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=VOCAB, n_positions=shape.block, n_embd=shape.n_embd, n_layer=shape.n_layer,
+                        n_head=shape.n_head, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, tie_word_embeddings=True)
+    return GPT2LMHeadModel(config).eval()
+
+
+class Setting:
+    def __init__(self, impl: str, precision: str, shape: Shape):
+        self.impl, self.precision, self.shape = impl, precision, shape
+        self.label = f"{impl} {precision}"
+        torch.manual_seed(1337)
+        if impl == "hf-generate":
+            self.model = hf_model(shape)
+        else:
+            self.model = build_model(make_config("gpt", vocab_size=VOCAB, block_size=shape.block,
+                                                 n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd)).eval()
+        if precision == "bf16":
+            self.model.to(torch.bfloat16)
+        self.times: list[float] = []
+
+    def run(self, seed: int) -> float:
+        """Seconds to generate ``shape.new`` tokens; checks that exactly that many came out."""
+        start = time.perf_counter()
+        if self.impl == "hf-generate":
+            out = self.model.generate(torch.zeros(1, 1, dtype=torch.long), attention_mask=torch.ones(1, 1, dtype=torch.long),
+                                      max_new_tokens=self.shape.new, do_sample=True, use_cache=True, top_k=0,
+                                      top_p=1.0, temperature=1.0, pad_token_id=0, eos_token_id=None)
+            new = out.size(1) - 1
+        else:
+            new = len(generate(self.model, [0], self.shape.new, temperature=1.0, seed=seed,
+                               use_cache=self.impl == "babygpt-cached")) - 1
+        seconds = time.perf_counter() - start
+        if new != self.shape.new:
+            raise RuntimeError(f"{self.impl} generated {new} tokens, expected {self.shape.new}")
+        return seconds
+
+
+def bench_shape(shape: Shape, repeats: int, log) -> dict[tuple[str, str], Setting]:
+    settings = {key: Setting(*key, shape) for key in SETTINGS}
+    with torch.no_grad():
+        for s in settings.values():
+            s.run(seed=0)  # warm-up
+        for r in range(repeats):
+            order = list(settings.values()) if r % 2 == 0 else list(settings.values())[::-1]
+            for s in order:
+                s.times.append(s.run(seed=r))
+            log(f"[{shape.name}] round {r + 1}/{repeats} (tok/s): "
+                + ", ".join(f"{s.label} {shape.new / s.times[-1]:.0f}" for s in settings.values()))
+    return settings
+
+
+def first_token_seconds(checkpoint, prompt: str) -> float:
+    start = time.perf_counter()
+    next(stream(checkpoint.model, checkpoint.tokenizer, prompt, 1, temperature=0.8, seed=0))
+    return time.perf_counter() - start
+
+
+def bench_first_token(repeats: int, log) -> list[dict]:
+    index = json.loads((ROOT / "checkpoints" / "index.json").read_text())
+    names = [entry["name"] for entry in index["checkpoints"]]
+    corpus = (ROOT / "data" / "shakespeare.txt").read_text(encoding="utf-8")
+    rows = []
+    for name in names:
+        checkpoint = load_checkpoint(ROOT / "checkpoints" / name)
+        block = checkpoint.model.config.block_size
+        full = checkpoint.tokenizer.decode(checkpoint.tokenizer.encode(corpus[:20 * block])[:block])
+        row = {"model": name, "block_size": block}
+        for label, prompt in (("default prompt", "Hamlet:\n"), ("full context", full)):
+            first_token_seconds(checkpoint, prompt)  # warm-up
+            row[label] = statistics.median(first_token_seconds(checkpoint, prompt) for _ in range(repeats))
+        log(f"[first token] {name}: " + ", ".join(f"{k} {row[k] * 1e3:.1f} ms" for k in ("default prompt", "full context")))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: small shape, 3 rounds")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default per shape)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--shapes", default=None, help="comma-separated subset of: " + ", ".join(SHAPES))
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    shape_names = args.shapes.split(",") if args.shapes else (["small"] if args.quick else list(SHAPES))
+    for name in shape_names:
+        if name not in SHAPES:
+            parser.error(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    env = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+        "loadavg_start": load_average(),
+    }
+    print("# babygpt generation speed: KV cache vs uncached vs transformers (CPU, batch 1)\n")
+    for key, value in env.items():
+        print(f"- {key}: {value}")
+
+    started = time.perf_counter()
+    rows, by_key = [], {}
+    for name in shape_names:
+        shape = SHAPES[name]
+        repeats = args.repeats or (3 if args.quick else shape.repeats)
+        settings = bench_shape(shape, repeats, log)
+        print(f"- {name}: n_layer {shape.n_layer}, n_head {shape.n_head}, n_embd {shape.n_embd}, block {shape.block}, "
+              f"{shape.new} new tokens after a 1-token prompt; median of {repeats} interleaved rounds")
+        for (impl, precision), s in settings.items():
+            seconds = statistics.median(s.times)
+            row = {"shape": name, "implementation": impl, "precision": precision, "tokens_per_s": shape.new / seconds,
+                   "ms_per_token": seconds / shape.new * 1e3, "rounds_tokens_per_s": [shape.new / t for t in s.times]}
+            rows.append(row)
+            by_key[(name, impl, precision)] = row
+        for row in (r for r in rows if r["shape"] == name):
+            row["vs_hf_fp32"] = row["tokens_per_s"] / by_key[(name, "hf-generate", "fp32")]["tokens_per_s"]
+            row["vs_hf_same_precision"] = row["tokens_per_s"] / by_key[(name, "hf-generate", row["precision"])]["tokens_per_s"]
+            row["vs_uncached"] = row["tokens_per_s"] / by_key[(name, "babygpt-uncached", "fp32")]["tokens_per_s"]
+    first_token = bench_first_token(3 if args.quick else 9, log)
+    env["loadavg_end"] = load_average()
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    print(f"- load average at the end: {env['loadavg_end']}; {env['seconds']} s in all")
+
+    print("\n| shape | implementation | precision | tokens/s | ms/token | vs transformers, same precision "
+          "| vs transformers fp32 | vs uncached fp32 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['shape']} | {row['implementation']} | {row['precision']} | {row['tokens_per_s']:,.0f} | "
+              f"{row['ms_per_token']:.2f} | {row['vs_hf_same_precision']:.2f}x | {row['vs_hf_fp32']:.2f}x | "
+              f"{row['vs_uncached']:.2f}x |")
+    print("\n| shipped model | block | first token, default prompt | first token, full context |")
+    print("|---|---:|---:|---:|")
+    for row in first_token:
+        print(f"| {row['model']} | {row['block_size']} | {row['default prompt'] * 1e3:.1f} ms | "
+              f"{row['full context'] * 1e3:.1f} ms |")
+
+    goals = []
+
+    def goal(text: str, value: float | None, threshold: float, unit: str, higher_is_better: bool = True) -> None:
+        if value is None:
+            status = "SKIP"
+        else:
+            status = "PASS" if (value >= threshold if higher_is_better else value <= threshold) else "MISS"
+        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold})
+        shown = "not measured" if value is None else f"{value:.2f}{unit} (goal {'≥' if higher_is_better else '≤'} {threshold}{unit})"
+        print(f"- {status}  {text}: {shown}")
+
+    print("\n## Goals\n")
+    for name in ("small", "big"):
+        row = by_key.get((name, "babygpt-cached", "fp32"))
+        goal(f"cached vs transformers generate, {name}, fp32", row and row["vs_hf_same_precision"], 1.5, "x")
+    row = by_key.get(("big", "babygpt-cached", "fp32"))
+    goal("cached vs uncached, big, fp32", row and row["vs_uncached"], 5.0, "x")
+    row = by_key.get(("big", "babygpt-cached", "bf16"))
+    goal("(not a goal of the issue) cached bf16 vs transformers bf16, big", row and row["vs_hf_same_precision"], 1.5, "x")
+    slowest = max((max(r["default prompt"], r["full context"]) for r in first_token), default=None)
+    goal("slowest time to first token of a shipped model", slowest and slowest * 1e3, 100.0, " ms",
+         higher_is_better=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "rows": rows, "first_token": first_token, "goals": goals},
+                                              indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
