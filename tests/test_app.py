@@ -25,7 +25,7 @@ def train(c: Client, **overrides):
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/train", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
-            "/download", "/push", "/load", "/models"} <= endpoints
+            "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
 def test_train_streams_a_model_that_joins_this_session_only(app_url):
@@ -36,7 +36,7 @@ def test_train_streams_a_model_that_joins_this_session_only(app_url):
     with zipfile.ZipFile(archive) as z:
         assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(z.namelist())
     # The new model works in the other tabs of this session…
-    html, texts, _ = mine.predict(["my-gpt", "gpt"], "Hamlet:", 20, 0.8, 0, 1.0, 3, api_name="/compare")
+    html, texts, *_ = mine.predict(["my-gpt", "gpt"], "Hamlet:", 20, 0.8, 0, 1.0, 3, api_name="/compare")
     assert set(texts) == {"my-gpt", "gpt"} and all(t.startswith("Hamlet:") for t in texts.values())
     # …and is invisible to another session.
     with pytest.raises(AppError, match="no model named 'my-gpt'"):
@@ -49,8 +49,35 @@ def test_compare_is_repeatable_with_a_seed_and_caps_huge_requests(app_url):
     again = c.predict(["bigram", "gpt", "llama"], "Hamlet:\n", 60, 1.0, 0, 0.9, 7, api_name="/compare")
     assert first[1] == again[1] and len(first[1]) == 3
     assert all("tok/s" in first[0] and name in first[0] for name in ("bigram", "gpt", "llama"))
-    _, texts, note = c.predict(["bigram"], "a", 5000, 1.0, 0, 1.0, 0, api_name="/compare")
+    _, texts, note, _ = c.predict(["bigram"], "a", 5000, 1.0, 0, 1.0, 0, api_name="/compare")
     assert "capped at 1000" in note and len(texts["bigram"]) == 1001
+
+
+def test_compare_shows_what_each_model_believed_and_feeds_the_attention_tab(app_url):
+    c = client(app_url)
+    with pytest.raises(AppError, match="generate in the Compare tab first"):
+        c.predict("gpt", api_name="/generated_text")
+    html, texts, note, details = c.predict(["gpt", "llama"], "Hamlet:\n", 40, 0.8, 0, 1.0, 0, "greedy", "\\n",
+                                           "entropy", api_name="/compare")
+    for name in ("gpt", "llama"):
+        d = details[name]
+        assert d["text"] == texts[name] and d["first_token_ms"] > 0 and d["tokens_per_sec"] > 0
+        assert d["finish_reason"] in ("stop", "length") and len(d["tokens"]) == d["new_tokens"]
+        for token in d["tokens"]:
+            # Greedy: every token is the model's likeliest, with its probability.
+            assert token["top5"][0] == [token["text"], token["probability"]] and 0 < token["entropy_bits"] < 6
+        if d["finish_reason"] == "stop":
+            assert texts[name].endswith("\n") and texts[name].count("\n") == 2, "stopped at the first new newline"
+    assert "sure (low entropy)" in html and "the model&#x27;s top 5" in html
+    assert "likely to the model" in c.predict("probability", api_name="/recolour")
+    assert c.predict("gpt", api_name="/generated_text") == texts["gpt"]
+    assert c.predict("gpt-block", api_name="/generated_text") == texts["gpt"], "else the first column's text"
+    *_, note = c.predict("llama", texts["llama"], 0, 0, api_name="/attention_generated")
+    assert "tokens" in note
+    # A prompt longer than the context: said in the note, and the model sees its last 64 tokens.
+    _, _, note, details = c.predict(["gpt"], "To be, or not to be " * 10, 3, 0.8, 0, 1.0, 0, "greedy",
+                                    api_name="/compare")
+    assert "gpt sees only the last 64 tokens" in note and details["gpt"]["context_cut"]
 
 
 def test_attention_and_stats_and_download(app_url):
@@ -74,6 +101,8 @@ def test_attention_and_stats_and_download(app_url):
         ("/compare", [["gpt"], "Hi 🙂", 20, 0.8, 0, 1.0, 0], "has never seen '🙂'"),
         ("/compare", [["gpt"], "Hi", 20, -1.0, 0, 1.0, 0], "less than minimum value 0"),  # the slider's range
         ("/compare", [["gpt"], "Hi", -3, 0.8, 0, 1.0, 0], "less than minimum value 0"),
+        ("/compare", [["gpt"], "Hi", 20, 0.8, 0, 1.0, 0, "dice"], "not in the list of choices"),
+        ("/recolour", ["rainbow"], "not in the list of choices"),
         ("/attention", ["bigram", "Hi", 0, 0], "has no attention"),
         ("/attention", ["gpt", "", 0, 0], "text is empty"),
         ("/stats", [None, None, 12, 1000], "pick a model or a preset"),
@@ -176,7 +205,7 @@ def test_generation_runs_while_another_generation_is_running(app_url):
     while long.status().code.name in ("STARTING", "JOINING_QUEUE", "IN_QUEUE") and time.monotonic() < deadline:
         time.sleep(0.05)
     started = time.monotonic()
-    _, texts, _ = second.predict(["bigram"], "Hamlet:", 20, 1.0, 0, 1.0, 1, api_name="/compare")
+    _, texts, *_ = second.predict(["bigram"], "Hamlet:", 20, 1.0, 0, 1.0, 1, api_name="/compare")
     assert len(texts["bigram"]) == len("Hamlet:") + 20
     assert not long.done(), "the short request finished while the long one was still generating"
     assert time.monotonic() - started < 20

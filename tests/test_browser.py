@@ -1,7 +1,8 @@
 """End to end in a real browser: Debian's chromium driven by Playwright (no downloaded browser).
 
-Visits every tab, trains 30 steps and watches the plot, compares 3 models, renders attention
-heatmaps and reads the stats. Screenshots of each tab go to test-artifacts/. Any console error
+Visits every tab, trains 30 steps and watches the plot, compares 3 models (token colours, the
+top-5 tooltips, the entropy switch), renders attention heatmaps (also of the generated text) and
+reads the stats. Screenshots of each tab go to test-artifacts/. Any console error
 fails the test.
 """
 
@@ -56,7 +57,7 @@ def test_train_30_steps_and_watch_the_plot(page):
     shot(page, "train")
 
 
-def test_compare_three_models(page):
+def test_compare_three_models_colours_tokens_and_shows_the_top_5(page):
     open_tab(page, "Compare")
     page.get_by_role("button", name="Generate").click()
     columns = page.locator(".bg-col")
@@ -64,8 +65,21 @@ def test_compare_three_models(page):
     page.wait_for_function(
         "[...document.querySelectorAll('.bg-text')].every(e => e.textContent.length > 100)", timeout=60_000
     )
-    assert columns.count() == 3 and "tok/s" in columns.first.inner_text()
+    page.wait_for_function("!document.querySelector('.bg-grid').textContent.includes('writing…')", timeout=60_000)
+    assert columns.count() == 3
+    header = columns.first.locator(".bg-head").inner_text()
+    assert "tok/s" in header and "first token" in header and " ms" in header
+    token = page.locator(".bg-tok").nth(5)
+    tip = token.get_attribute("title")
+    assert "the model's top 5" in tip and "p = " in tip and len(tip.splitlines()) == 7
+    before = token.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert before not in ("", "rgba(0, 0, 0, 0)"), "tokens are coloured"
+    token.hover()
     shot(page, "compare")
+    page.get_by_role("radio", name="entropy").check()
+    page.get_by_text("sure (low entropy)").wait_for(timeout=30_000)
+    colours = page.locator(".bg-tok").evaluate_all("es => es.map(e => e.style.background)")
+    assert len(set(colours)) > 3, "entropy shades differ from token to token"
 
 
 def test_attention_heatmaps(page):
@@ -74,6 +88,14 @@ def test_attention_heatmaps(page):
     page.get_by_text("layers ×").wait_for(timeout=60_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
     shot(page, "attention")
+
+
+def test_attention_of_the_text_generated_in_compare(page):
+    open_tab(page, "Attention")
+    page.get_by_role("button", name="Use the text generated in Compare").click()
+    page.get_by_text("these are its last 64 tokens").wait_for(timeout=60_000)
+    text = page.get_by_label("text").input_value()
+    assert text.startswith("Hamlet:") and len(text) > 150, "the gpt column's text fills the box"
 
 
 def test_model_stats(page):

@@ -79,7 +79,7 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
         assert "pushed **gpt**" in status and "bob/shared-gpt" in status
         status, names = client.predict("bob/shared-gpt", api_name="/load")
         assert "bob-shared-gpt" in status and "my-bob-shared-gpt" in names
-        html, texts, _ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0, api_name="/compare")
+        html, texts, *_ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0, api_name="/compare")
         assert texts["my-bob-shared-gpt"] == texts["gpt"], "the loaded copy writes exactly what the original does"
         with pytest.raises(AppError, match="is not a repo id"):
             client.predict("gpt", "not a repo", True, api_name="/push")

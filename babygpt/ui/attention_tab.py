@@ -49,9 +49,21 @@ def show(name, prompt, layer, head, request: gr.Request):
     n_layer, n_head = maps.weights.shape[:2]
     layer, head = min(int(layer), n_layer - 1), min(int(head), n_head - 1)
     note = f"{len(maps.tokens)} tokens · {n_layer} layers × {n_head} heads · showing layer {layer}, head {head}"
+    if len(maps.tokens) == checkpoint.model.config.block_size and len(checkpoint.tokenizer.encode(prompt)) > len(maps.tokens):
+        note += f" · the text is longer than the context: these are its last {len(maps.tokens)} tokens"
     return (heatmap(maps.weights[layer, head], maps.tokens, f"layer {layer}, head {head}"),
             grid(maps.weights, maps.tokens),
             heatmap(maps.head_average(layer), maps.tokens, f"layer {layer}, average of {n_head} heads"), note)
+
+
+@friendly
+def generated_text(name, request: gr.Request):
+    """The text the Compare tab last generated: this model's own if it was compared, else the first column's."""
+    last = session_of(request).last_compare
+    if not last:
+        raise ValueError("nothing generated yet: generate in the Compare tab first")
+    results = last["results"]
+    return results[name]["text"] if name in results else next(iter(results.values()))["text"]
 
 
 def build(choices: list[str]) -> gr.Dropdown:
@@ -61,7 +73,9 @@ def build(choices: list[str]) -> gr.Dropdown:
         layer = gr.Number(0, label="layer", precision=0, minimum=0)
         head = gr.Number(0, label="head", precision=0, minimum=0)
     prompt = gr.Textbox("To be, or not to be, that is the question", label="text", lines=2)
-    run = gr.Button("Show attention", variant="primary")
+    with gr.Row():
+        run = gr.Button("Show attention", variant="primary")
+        use_generated = gr.Button("Use the text generated in Compare")
     note = gr.Markdown()
     single = gr.Plot(label="one head")
     with gr.Row():
@@ -69,4 +83,7 @@ def build(choices: list[str]) -> gr.Dropdown:
     every = gr.Plot(label="all layers × heads")
     run.click(show, [model, prompt, layer, head], [single, every, average, note], api_name="attention",
               show_progress_on=note)
+    use_generated.click(generated_text, [model], [prompt], api_name="generated_text").success(
+        show, [model, prompt, layer, head], [single, every, average, note], api_name="attention_generated",
+        show_progress_on=note)
     return model

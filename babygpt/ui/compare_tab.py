@@ -1,8 +1,16 @@
-"""Compare tab: one prompt, several models, outputs streaming side by side."""
+"""Compare tab: one prompt, several models, outputs streaming side by side.
+
+Every token is coloured by how likely the model thought it was (or by how unsure the model was,
+the entropy of its distribution); hovering shows the model's five likeliest tokens at that step.
+With one seed all models share the same random draw at every step, so the columns differ where the
+models do, not where the dice do.
+"""
 
 from __future__ import annotations
 
 import html
+import math
+import time
 
 import gradio as gr
 
@@ -12,23 +20,78 @@ from .models import load
 
 MAX_NEW_TOKENS = 1000  # a cap that keeps a shared CPU Space responsive
 MAX_MODELS = 6
+REDRAW_SECONDS = 0.1  # the columns grow with every token; redrawing them 10 times a second is plenty
+COLOUR_BY = ("probability", "entropy")
 
 
-def columns_html(results: dict, info: dict) -> str:
-    cells = []
-    for name, result in results.items():
-        meta = info[name]
-        cells.append(
-            f"<div class='bg-col'><div class='bg-head'><b>{html.escape(name)}</b><br>"
-            f"{meta['parameters']:,} params · val {meta['val_loss']} · {result['tokens_per_sec']:,.0f} tok/s</div>"
-            f"<pre class='bg-text'>{html.escape(result['text'])}</pre></div>"
-        )
-    return "<div class='bg-grid'>" + "".join(cells) + "</div>"
+def shade(fraction: float) -> str:
+    """Red (0) through yellow to green (1), translucent so the text stays readable."""
+    return f"hsla({120 * min(max(fraction, 0.0), 1.0):.0f}, 75%, 50%, 0.35)"
+
+
+def token_html(step, colour_by: str, max_bits: float) -> str:
+    if colour_by == "entropy":  # a sure model (low entropy) is green, a clueless one red
+        colour = shade(1 - step.entropy / max_bits if max_bits else 1.0)
+    else:
+        colour = shade(step.probability)
+    alternatives = "\n".join(f"{text!r}  {p:.3f}" for text, p in step.alternatives)
+    tip = (f"{step.text!r}: p = {step.probability:.3f}, entropy {step.entropy:.2f} bits\n"
+           f"the model's top {len(step.alternatives)}:\n{alternatives}")
+    return (f"<span class='bg-tok' style='background:{colour}' title='{html.escape(tip, quote=True)}'>"
+            f"{html.escape(step.text)}</span>")
+
+
+def column_html(name: str, result: dict, meta: dict, colour_by: str) -> str:
+    first = result["first_token_seconds"]
+    timing = f"first token {first * 1e3:.0f} ms · {result['tokens_per_sec']:,.0f} tok/s" if first is not None else ""
+    finished = {"stop": " · stopped at a stop string", "length": ""}.get(result["finish_reason"], "")
+    if not result["done"]:
+        finished += " · writing…"
+    max_bits = math.log2(meta["vocab_size"]) if meta["vocab_size"] > 1 else 0.0
+    prompt = html.escape(result["text"][: len(result["text"]) - sum(len(s.text) for s in result["steps"])])
+    tokens = "".join(token_html(step, colour_by, max_bits) for step in result["steps"])
+    return (f"<div class='bg-col'><div class='bg-head'><b>{html.escape(name)}</b><br>"
+            f"{meta['parameters']:,} params · val {meta['val_loss']}<br>{timing}{finished}</div>"
+            f"<pre class='bg-text'><span class='bg-prompt'>{prompt}</span>{tokens}</pre></div>")
+
+
+def legend(colour_by: str) -> str:
+    if colour_by == "entropy":
+        ends = ("unsure (high entropy)", "sure (low entropy)")
+    else:
+        ends = ("unlikely to the model", "likely to the model")
+    return (f"<div class='bg-legend'><span style='background:{shade(0)}'>{ends[0]}</span> → "
+            f"<span style='background:{shade(1)}'>{ends[1]}</span> · hover a token for the model's top 5</div>")
+
+
+def columns_html(results: dict, info: dict, colour_by: str) -> str:
+    cells = "".join(column_html(name, result, info[name], colour_by) for name, result in results.items())
+    return legend(colour_by) + "<div class='bg-grid'>" + cells + "</div>"
+
+
+def details(results: dict) -> dict:
+    """What the columns show, as data: per model its text, timings and every token's probabilities."""
+    return {
+        name: {
+            "text": r["text"], "new_tokens": r["new_tokens"], "tokens_per_sec": round(r["tokens_per_sec"], 1),
+            "first_token_ms": None if r["first_token_seconds"] is None else round(r["first_token_seconds"] * 1e3, 2),
+            "finish_reason": r["finish_reason"], "context_cut": r["context_cut"],
+            "tokens": [{"text": s.text, "probability": round(s.probability, 5), "entropy_bits": round(s.entropy, 4),
+                        "top5": [[t, round(p, 5)] for t, p in s.alternatives]} for s in r["steps"]],
+        }
+        for name, r in results.items()
+    }
+
+
+def parse_stop(text: str) -> list[str]:
+    r"""Comma-separated stop strings; ``\n`` stands for a newline."""
+    return [part.replace("\\n", "\n") for part in (text or "").split(",") if part]
 
 
 @friendly
-def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, request: gr.Request):
-    """Stream (columns HTML, {name: text}, note) as every chosen model writes."""
+def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode="sampled", stop="",
+            colour_by="probability", request: gr.Request = None):
+    """Stream (columns HTML, {name: text}, note, details) as every chosen model writes."""
     session = session_of(request)
     if not names:
         raise ValueError("pick at least one model to compare")
@@ -36,11 +99,15 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, requ
         raise ValueError(f"compare at most {MAX_MODELS} models at once")
     if not prompt:
         raise ValueError("the prompt is empty: type a few characters to continue from")
-    note = ""
+    if mode not in ("sampled", "greedy"):
+        raise ValueError(f"mode must be sampled or greedy, got {mode!r}")
+    if colour_by not in COLOUR_BY:
+        raise ValueError(f"colour by must be one of {', '.join(COLOUR_BY)}, got {colour_by!r}")
+    notes = []
     max_new_tokens = int(max_new_tokens)
     if max_new_tokens > MAX_NEW_TOKENS:
-        note = f"max new tokens capped at {MAX_NEW_TOKENS} (asked for {max_new_tokens})"
-        gr.Warning(note)
+        notes.append(f"max new tokens capped at {MAX_NEW_TOKENS} (asked for {max_new_tokens})")
+        gr.Warning(notes[-1])
         max_new_tokens = MAX_NEW_TOKENS
     models, info = {}, {}
     for name in names:
@@ -50,12 +117,34 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, requ
             raise ValueError(f"{name} has never seen {', '.join(map(repr, unknown))}; remove them from the prompt")
         models[name] = (checkpoint.model, checkpoint.tokenizer)
         val = checkpoint.metrics.get("val_loss")
-        info[name] = {"parameters": checkpoint.model.num_parameters(), "val_loss": f"{val:.3f}" if val else "n/a"}
-    settings = {"temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)}
-    results = {}
+        info[name] = {"parameters": checkpoint.model.num_parameters(), "val_loss": f"{val:.3f}" if val else "n/a",
+                      "vocab_size": checkpoint.model.config.vocab_size,
+                      "block_size": checkpoint.model.config.block_size}
+    temperature = 0.0 if mode == "greedy" else float(temperature)
+    settings = {"temperature": temperature, "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed),
+                "stop_strings": parse_stop(stop)}
+    results, last_drawn = {}, 0.0
     for results in side_by_side(models, prompt, max_new_tokens, **settings):
-        yield columns_html(results, info), {n: r["text"] for n, r in results.items()}, note
-    yield columns_html(results, info), {n: r["text"] for n, r in results.items()}, note
+        if time.monotonic() - last_drawn >= REDRAW_SECONDS:
+            last_drawn = time.monotonic()
+            yield columns_html(results, info, colour_by), {n: r["text"] for n, r in results.items()}, " · ".join(notes), gr.skip()
+    cut = [f"{n} sees only the last {info[n]['block_size']} tokens" for n, r in results.items() if r["context_cut"]]
+    if cut:
+        notes.append("the prompt is longer than the context: " + "; ".join(cut))
+    session.last_compare = {"results": results, "info": info}
+    yield (columns_html(results, info, colour_by), {n: r["text"] for n, r in results.items()}, " · ".join(notes),
+           details(results))
+
+
+@friendly
+def recolour(colour_by, request: gr.Request = None):
+    """Redraw the last comparison coloured another way, without generating again."""
+    if colour_by not in COLOUR_BY:
+        raise ValueError(f"colour by must be one of {', '.join(COLOUR_BY)}, got {colour_by!r}")
+    last = session_of(request).last_compare
+    if not last:
+        return gr.skip()
+    return columns_html(last["results"], last["info"], colour_by)
 
 
 CSS = """
@@ -63,6 +152,10 @@ CSS = """
 .bg-col {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px;}
 .bg-head {font-size: 0.85em; margin-bottom: 6px;}
 .bg-text {white-space: pre-wrap; font-size: 0.85em; margin: 0;}
+.bg-tok {border-radius: 2px; cursor: help;}
+.bg-prompt {font-weight: bold;}
+.bg-legend {font-size: 0.8em; margin-bottom: 8px;}
+.bg-legend span {padding: 0 4px; border-radius: 2px;}
 """
 
 
@@ -72,16 +165,24 @@ def build(choices: list[str]) -> gr.Dropdown:
                         allow_custom_value=True, label="models")
     prompt = gr.Textbox("Hamlet:\n", label="prompt", lines=2)
     with gr.Row():
+        mode = gr.Radio(["sampled", "greedy"], value="sampled", label="mode",
+                        info="greedy always takes the likeliest token")
         max_new_tokens = gr.Number(200, label=f"max new tokens (≤ {MAX_NEW_TOKENS})", precision=0, minimum=0)
+        seed = gr.Number(0, label="seed (shared by all models)", precision=0)
+        stop = gr.Textbox("", label="stop at", placeholder=r"comma-separated; \n = newline")
+    with gr.Row():
         temperature = gr.Slider(0.0, 2.0, 0.8, step=0.05, label="temperature (0 = greedy)")
         top_k = gr.Slider(0, 100, 0, step=1, label="top-k (0 = off)")
         top_p = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="top-p")
-        seed = gr.Number(0, label="seed", precision=0)
     run = gr.Button("Generate", variant="primary")
     note = gr.Markdown()
+    colour_by = gr.Radio(list(COLOUR_BY), value="probability", label="colour tokens by")
     columns = gr.HTML()
     with gr.Accordion("raw text", open=False):
         texts = gr.JSON()
-    run.click(compare, [names, prompt, max_new_tokens, temperature, top_k, top_p, seed], [columns, texts, note],
-              api_name="compare", show_progress_on=note)
+    with gr.Accordion("every token's probability, entropy and top 5", open=False):
+        tokens = gr.JSON()
+    run.click(compare, [names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode, stop, colour_by],
+              [columns, texts, note, tokens], api_name="compare", show_progress_on=note)
+    colour_by.change(recolour, [colour_by], [columns], api_name="recolour")
     return names

@@ -49,6 +49,7 @@ class Session:
     trainer: object = None
     stop_requested: threading.Event = field(default_factory=threading.Event)  # Stop before the run is set up
     curves: dict = field(default_factory=dict)  # the last run's loss curves, to redraw on another x axis
+    last_compare: dict = field(default_factory=dict)  # the last Compare results, to recolour or inspect
 
     def models(self) -> dict[str, Path]:
         """Every model this session may use, by display name: shipped first, then its own."""
