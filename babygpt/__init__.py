@@ -8,7 +8,8 @@ The pieces, each usable on its own:
 - ``babygpt.trainer``: the training loop, which yields events
 - ``babygpt.runs``: start or resume a run from names (what the CLI and the app call)
 - ``babygpt.checkpoint``: safetensors + JSON checkpoint directories
-- ``babygpt.sampling`` and ``babygpt.evaluation``: generate text, measure loss and accuracy
+- ``babygpt.sampling``: KV-cached generation, sampling controls, a stream of steps with probabilities
+- ``babygpt.evaluation``: loss, bits per character and accuracy
 """
 
 __version__ = "0.1.0"

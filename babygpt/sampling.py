@@ -67,7 +67,8 @@ def inverse_cdf(probs: torch.Tensor, u: float) -> int:
     so rounding in the sum cannot run past the last token.
     """
     cdf = torch.cumsum(probs.double(), dim=-1)
-    return int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64), right=True).clamp(max=probs.numel() - 1))
+    target = torch.tensor([u * float(cdf[-1])], dtype=torch.float64)
+    return int(torch.searchsorted(cdf, target, right=True).clamp(max=probs.numel() - 1))
 
 
 def check_settings(max_new_tokens: int, temperature: float, top_k: int, top_p: float) -> None:
