@@ -176,18 +176,22 @@ class Step:
 
 
 class TextTracker:
-    """Turns new ids into new text, holding back an incomplete multi-byte character (byte-level BPE)."""
+    """Turns new ids into new text, holding back an incomplete multi-byte character (byte-level BPE).
+
+    Only the ids since the last complete character are decoded, so a step costs the same at token
+    1000 as at token 1: once a character is complete the decoder starts afresh on the next one.
+    """
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.shown = tokenizer, [], 0
+        self.tokenizer, self.pending = tokenizer, []
 
     def add(self, token: int, last: bool = False) -> str:
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
+        self.pending.append(token)
+        text = self.tokenizer.decode(self.pending)
         if text.endswith("\ufffd") and not last:  # the character's remaining bytes may still come
             return ""
-        new, self.shown = text[self.shown :], len(text)
-        return new
+        self.pending = []
+        return text
 
 
 def stream(
