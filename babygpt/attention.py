@@ -11,6 +11,7 @@ import torch
 class AttentionMaps:
     tokens: list[str]  # the text as the model saw it, one string per token
     weights: torch.Tensor  # (n_layer, n_head, T, T): row t = how position t spreads its attention
+    cut: bool = False  # the text was longer than the context: these are its last block_size tokens
 
     def head_average(self, layer: int) -> torch.Tensor:
         return self.weights[layer].mean(dim=0)
@@ -21,7 +22,8 @@ def attention_maps(model, tokenizer, text: str) -> AttentionMaps:
     """Run ``text`` (its last ``block_size`` tokens) through ``model`` and keep every head's weights."""
     if not text:
         raise ValueError("the text is empty: give at least one character")
-    ids = tokenizer.encode(text)[-model.config.block_size :]
+    all_ids = tokenizer.encode(text)
+    ids = all_ids[-model.config.block_size :]
     if not ids:
         raise ValueError("the text encodes to no tokens")
     was_training = model.training
@@ -31,4 +33,4 @@ def attention_maps(model, tokenizer, text: str) -> AttentionMaps:
         _, _, weights = model(torch.tensor([ids], device=device), return_attention=True)
     finally:
         model.train(was_training)
-    return AttentionMaps([tokenizer.decode([i]) for i in ids], weights[0].float().cpu())
+    return AttentionMaps([tokenizer.decode([i]) for i in ids], weights[0].float().cpu(), len(all_ids) > len(ids))

@@ -49,7 +49,7 @@ def show(name, prompt, layer, head, request: gr.Request):
     n_layer, n_head = maps.weights.shape[:2]
     layer, head = min(int(layer), n_layer - 1), min(int(head), n_head - 1)
     note = f"{len(maps.tokens)} tokens · {n_layer} layers × {n_head} heads · showing layer {layer}, head {head}"
-    if len(maps.tokens) == checkpoint.model.config.block_size and len(checkpoint.tokenizer.encode(prompt)) > len(maps.tokens):
+    if maps.cut:
         note += f" · the text is longer than the context: these are its last {len(maps.tokens)} tokens"
     return (heatmap(maps.weights[layer, head], maps.tokens, f"layer {layer}, head {head}"),
             grid(maps.weights, maps.tokens),

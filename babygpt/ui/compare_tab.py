@@ -41,16 +41,15 @@ def token_html(step, colour_by: str, max_bits: float) -> str:
             f"{html.escape(step.text)}</span>")
 
 
-def column_html(name: str, result: dict, meta: dict, tokens: str) -> str:
+def column_html(name: str, result: dict, meta: dict, prompt: str, tokens: str) -> str:
     first = result["first_token_seconds"]
     timing = f"first token {first * 1e3:.0f} ms · {result['tokens_per_sec']:,.0f} tok/s" if first is not None else ""
     finished = {"stop": " · stopped at a stop string", "length": ""}.get(result["finish_reason"], "")
     if not result["done"]:
         finished += " · writing…"
-    prompt = html.escape(result["text"][: len(result["text"]) - sum(len(s.text) for s in result["steps"])])
     return (f"<div class='bg-col'><div class='bg-head'><b>{html.escape(name)}</b><br>"
             f"{meta['parameters']:,} params · val {meta['val_loss']}<br>{timing}{finished}</div>"
-            f"<pre class='bg-text'><span class='bg-prompt'>{prompt}</span>{tokens}</pre></div>")
+            f"<pre class='bg-text'><span class='bg-prompt'>{html.escape(prompt)}</span>{tokens}</pre></div>")
 
 
 def legend(colour_by: str) -> str:
@@ -65,8 +64,8 @@ def legend(colour_by: str) -> str:
 class Columns:
     """The columns as HTML, each token's span drawn once: a redraw then costs a join, not a re-render."""
 
-    def __init__(self, info: dict, colour_by: str):
-        self.info, self.colour_by = info, colour_by
+    def __init__(self, info: dict, colour_by: str, prompt: str):
+        self.info, self.colour_by, self.prompt = info, colour_by, prompt
         self.spans = {name: [] for name in info}
 
     def html(self, results: dict) -> str:
@@ -75,7 +74,7 @@ class Columns:
             meta, spans = self.info[name], self.spans[name]
             max_bits = math.log2(meta["vocab_size"]) if meta["vocab_size"] > 1 else 0.0
             spans += [token_html(step, self.colour_by, max_bits) for step in result["steps"][len(spans):]]
-            cells.append(column_html(name, result, meta, "".join(spans)))
+            cells.append(column_html(name, result, meta, self.prompt, "".join(spans)))
         return legend(self.colour_by) + "<div class='bg-grid'>" + "".join(cells) + "</div>"
 
 
@@ -133,7 +132,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
     temperature = 0.0 if mode == "greedy" else float(temperature)
     settings = {"temperature": temperature, "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed),
                 "stop_strings": parse_stop(stop)}
-    results, last_drawn, columns = {}, 0.0, Columns(info, colour_by)
+    results, last_drawn, columns = {}, 0.0, Columns(info, colour_by, prompt)
     for results in side_by_side(models, prompt, max_new_tokens, **settings):
         if time.monotonic() - last_drawn >= REDRAW_SECONDS:
             last_drawn = time.monotonic()
@@ -141,7 +140,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
     cut = [f"{n} sees only the last {info[n]['block_size']} tokens" for n, r in results.items() if r["context_cut"]]
     if cut:
         notes.append("the prompt is longer than the context: " + "; ".join(cut))
-    session.last_compare = {"results": results, "info": info}
+    session.last_compare = {"results": results, "info": info, "prompt": prompt}
     yield columns.html(results), {n: r["text"] for n, r in results.items()}, " · ".join(notes), details(results)
 
 
@@ -153,7 +152,7 @@ def recolour(colour_by, request: gr.Request = None):
     last = session_of(request).last_compare
     if not last:
         return gr.skip()
-    return Columns(last["info"], colour_by).html(last["results"])
+    return Columns(last["info"], colour_by, last["prompt"]).html(last["results"])
 
 
 CSS = """
