@@ -186,11 +186,20 @@ def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape,
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-_CPU_ATTENTION_FLOPS = {
+# babygpt's Linear runs on oneDNN when autograd is off (see models/linear.py); the counter does not
+# know that kernel either. It multiplies every input row by the (out, in) weight: 2 FLOPs per multiply-add.
+def _onednn_linear_flop(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    rows = math.prod(input_shape[:-1])
+    return 2 * rows * weight_shape[0] * weight_shape[1]
+
+
+_CPU_FLOPS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
 }
-_MATMUL_OPS = {"mm", "addmm", "matmul", "linear"}
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # x86 builds of torch
+    _CPU_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flop
+_MATMUL_OPS = {"mm", "addmm", "matmul", "linear", "_linear_pointwise"}
 
 
 def measured_flops_per_token(model: LanguageModel, context: int | None = None) -> dict:
@@ -216,13 +225,13 @@ def measured_flops_per_token(model: LanguageModel, context: int | None = None) -
     with torch.random.fork_rng(devices=[]):
         try:
             model.eval()
-            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_FLOPS) as counter:
                 model(idx)
             by_op = counter.get_flop_counts().get("Global", {})  # no entry at all if nothing was counted
             matmul = sum(n for op, n in by_op.items() if str(op).rsplit(".", 1)[-1] in _MATMUL_OPS)
             forward = counter.get_total_flops()
             model.train()
-            with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+            with FlopCounterMode(display=False, custom_mapping=_CPU_FLOPS) as counter:
                 _, loss = model(idx, idx)
                 if params:
                     torch.autograd.grad(loss, params)

@@ -6,21 +6,24 @@ Tokens per second of sampling ``new`` tokens after a one-token prompt (batch 1, 
 1, no top-k/top-p), for three implementations of the same GPT shape (random weights, vocab 65):
 
 - ``babygpt-cached``: ``babygpt.sampling.generate`` with the KV cache (the default);
+- ``babygpt-cached-mkl``: the same with ``babygpt.models.linear.USE_ONEDNN = False``, so every
+  Linear runs torch's default fp32 kernel (MKL) instead of oneDNN: what that one choice is worth;
 - ``babygpt-uncached``: the same sampler with ``use_cache=False``: every token re-runs the model on
   the whole context, as nanoGPT's ``generate`` does;
 - ``hf-generate``: ``transformers.GPT2LMHeadModel.generate(use_cache=True, do_sample=True, top_k=0)``
   with the same shape (GELU, tied head, dropout 0).
 
-Each also in bf16 (``babygpt-cached bf16``, ``hf-generate bf16``: the weights converted with
-``model.to(torch.bfloat16)``). At batch 1 every step streams every weight from memory once; at the
-big shape the fp32 weights (43 MB) do not fit in a 32 MB L3 cache, so both implementations wait on
-memory bandwidth, and halving the bytes is what helps.
+The cached sampler and transformers also in bf16 (``babygpt-cached bf16``, ``hf-generate bf16``:
+the weights converted with ``model.to(torch.bfloat16)``). At batch 1 every step streams every
+weight from memory once; at the big shape the fp32 weights (43 MB) do not fit in a 32 MB L3 cache,
+so the speed of the one-row matrix product decides, which is why the ``-mkl`` row is there.
 
 Shapes: ``small`` = 4 layers, 4 heads, n_embd 128, block 64, 63 new tokens (the ``gpt`` preset);
 ``big`` = 6 layers, 6 heads, n_embd 384, block 256, 255 new tokens (``gpt-shakespeare-char``). Both
 fill the context exactly, so no window slides. All implementations of a shape live in one process
-and are timed in interleaved rounds, the order reversed every other round; a figure is the median
-over rounds, after an untimed warm-up.
+and are timed in interleaved rounds, the order reversed every other round, after an untimed
+warm-up. Tokens/s is the median over rounds; a speed-up "vs X" is the median over rounds of the
+ratio within each round (paired), so a slow spell of the machine cancels out.
 
 Time to first token
 -------------------
@@ -32,7 +35,7 @@ Compare tab's default (``"Hamlet:\\n"``) and a prompt that fills the whole conte
 Goals: cached >= 1.5x transformers at both shapes; cached >= 5x uncached at the big shape; time to
 first token <= 100 ms for every shipped model.
 
-Usage: ``python bench/generate_speed.py`` (about 3 minutes on 2 cores), ``--quick`` (small shape,
+Usage: ``python bench/generate_speed.py`` (about 2 minutes on 2 cores), ``--quick`` (small shape,
 a few rounds), ``--repeats N --threads N --shapes small,big --json PATH``.
 """
 
@@ -57,10 +60,11 @@ import torch  # noqa: E402
 
 from babygpt.checkpoint import load_checkpoint  # noqa: E402
 from babygpt.machine import cpu_model, load_average  # noqa: E402
-from babygpt.models import build_model, make_config  # noqa: E402
+from babygpt.models import build_model, linear, make_config  # noqa: E402
 from babygpt.sampling import generate, stream  # noqa: E402
 
 VOCAB = 65
+ONEDNN_DEFAULT = linear.USE_ONEDNN
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,12 @@ class Shape:
 
 SHAPES = {
     "small": Shape("small", 4, 4, 128, block=64, new=63, repeats=15),
-    "big": Shape("big", 6, 6, 384, block=256, new=255, repeats=5),
+    "big": Shape("big", 6, 6, 384, block=256, new=255, repeats=9),
 }
 # (implementation, precision). bf16 means the weights themselves are bf16 (``model.to(torch.bfloat16)``):
 # at batch 1 a step streams every weight from memory once, so half the bytes is what speeds it up.
-SETTINGS = (("babygpt-cached", "fp32"), ("babygpt-uncached", "fp32"), ("hf-generate", "fp32"),
+SETTINGS = (("babygpt-cached", "fp32"), ("babygpt-cached-mkl", "fp32"), ("babygpt-uncached", "fp32"),
+            ("hf-generate", "fp32"),
             ("babygpt-cached", "bf16"), ("hf-generate", "bf16"))
 
 
@@ -116,8 +121,12 @@ class Setting:
                                       top_p=1.0, temperature=1.0, pad_token_id=0, eos_token_id=None)
             new = out.size(1) - 1
         else:
-            new = len(generate(self.model, [0], self.shape.new, temperature=1.0, seed=seed,
-                               use_cache=self.impl == "babygpt-cached")) - 1
+            linear.USE_ONEDNN = self.impl != "babygpt-cached-mkl"
+            try:
+                new = len(generate(self.model, [0], self.shape.new, temperature=1.0, seed=seed,
+                                   use_cache=self.impl != "babygpt-uncached")) - 1
+            finally:
+                linear.USE_ONEDNN = ONEDNN_DEFAULT
         seconds = time.perf_counter() - start
         if new != self.shape.new:
             raise RuntimeError(f"{self.impl} generated {new} tokens, expected {self.shape.new}")
@@ -136,6 +145,15 @@ def bench_shape(shape: Shape, repeats: int, log) -> dict[tuple[str, str], Settin
             log(f"[{shape.name}] round {r + 1}/{repeats} (tok/s): "
                 + ", ".join(f"{s.label} {shape.new / s.times[-1]:.0f}" for s in settings.values()))
     return settings
+
+
+def paired_speedup(setting: Setting, reference: Setting) -> float:
+    """Median over rounds of (reference's time / setting's time) within the same round.
+
+    The two ran back to back, so a slow spell of this shared machine slows both and cancels out
+    of the ratio, where a ratio of two medians taken at different moments would keep it.
+    """
+    return statistics.median(ref / own for own, ref in zip(setting.times, reference.times))
 
 
 def first_token_seconds(checkpoint, prompt: str) -> float:
@@ -209,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                    "ms_per_token": seconds / shape.new * 1e3, "rounds_tokens_per_s": [shape.new / t for t in s.times]}
             rows.append(row)
             by_key[(name, impl, precision)] = row
-        for row in (r for r in rows if r["shape"] == name):
-            row["vs_hf_fp32"] = row["tokens_per_s"] / by_key[(name, "hf-generate", "fp32")]["tokens_per_s"]
-            row["vs_hf_same_precision"] = row["tokens_per_s"] / by_key[(name, "hf-generate", row["precision"])]["tokens_per_s"]
-            row["vs_uncached"] = row["tokens_per_s"] / by_key[(name, "babygpt-uncached", "fp32")]["tokens_per_s"]
+        for (impl, precision), s in settings.items():
+            row = by_key[(name, impl, precision)]
+            row["vs_hf_fp32"] = paired_speedup(s, settings[("hf-generate", "fp32")])
+            row["vs_hf_same_precision"] = paired_speedup(s, settings[("hf-generate", precision)])
+            row["vs_uncached"] = paired_speedup(s, settings[("babygpt-uncached", "fp32")])
     first_token = bench_first_token(3 if args.quick else 9, log)
     env["loadavg_end"] = load_average()
     env["seconds"] = round(time.perf_counter() - started, 1)

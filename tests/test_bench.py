@@ -1,8 +1,11 @@
 """The benchmarks still run. Their figures are read by people, never asserted here."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +29,12 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    for text in ("| small | babygpt-cached | fp32 |", "| small | hf-generate | bf16 |", "| gpt | 64 |", "## Goals"):
+    for text in ("| small | babygpt-cached | fp32 |", "| small | babygpt-cached-mkl | fp32 |",
+                 "| small | hf-generate | bf16 |", "| gpt | 64 |", "## Goals"):
         assert text in result.stdout
-    assert (tmp_path / "out.json").stat().st_size > 0
+    report = json.loads((tmp_path / "out.json").read_text())
+    cached = next(row for row in report["rows"]
+                  if (row["implementation"], row["precision"]) == ("babygpt-cached", "fp32"))
+    # one round: the paired speed-up is that round's ratio of times, the inverse ratio of tokens/s
+    hf = next(row for row in report["rows"] if (row["implementation"], row["precision"]) == ("hf-generate", "fp32"))
+    assert cached["vs_hf_fp32"] == pytest.approx(cached["tokens_per_s"] / hf["tokens_per_s"])

@@ -142,6 +142,16 @@ def test_tiny_gpt_flops_counted_on_paper():
     assert measured["training"] == 3 * 424 + 3.5 * 48
 
 
+def test_flops_counted_through_onednn_linear(monkeypatch):
+    from babygpt.models import linear
+
+    if not linear.USE_ONEDNN:
+        pytest.skip("oneDNN's linear is used on x86 CPUs only")
+    monkeypatch.setattr(linear, "ONEDNN_MIN_WEIGHTS", 0)  # every layer of the no-grad forward takes it
+    measured = measured_flops_per_token(build_model(tiny_gpt()))
+    assert (measured["matmul"], measured["attention"], measured["forward"]) == (424, 48, 472)
+
+
 def test_flops_of_the_other_families():
     bigram = make_config("bigram", vocab_size=9)
     assert flops_per_token(bigram)["training"] == 0  # a lookup: no multiply-adds

@@ -29,6 +29,7 @@ from torch import nn
 
 from .base import BaseConfig, Family, LanguageModel, check_choice, check_fraction, check_int
 from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
+from .linear import Linear
 
 
 @dataclass
@@ -70,8 +71,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head, self.head_dim = config.n_head, config.head_dim
         inner = config.n_head * config.head_dim
-        self.c_attn = nn.Linear(config.n_embd, 3 * inner, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(inner, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * inner, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = Linear(inner, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.time_weighting:
@@ -89,9 +90,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, cache: LayerCache | None = None):
         B, T, _ = x.shape
-        q, k, v = self.c_attn(x).split(self.n_head * self.head_dim, dim=2)
-        # (B, T, n_head * head_dim) -> (B, n_head, T, head_dim)
-        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        # (B, T, 3 * n_head * head_dim) -> q, k, v, each (B, n_head, T, head_dim)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
         start = 0
         if cache is not None:  # the new positions follow the cached ones; attend over all of them
             start = cache.start
@@ -121,9 +121,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,7 @@ class GPT(LanguageModel):
                 ln_f=layer_norm(config),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
 from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
+from .linear import Linear
 
 
 @dataclass
@@ -101,10 +102,10 @@ class Attention(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
-        self.q_proj = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
-        self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
-        self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
-        self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+        self.q_proj = Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
+        self.k_proj = Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.v_proj = Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.o_proj = Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_attention: bool = False,
@@ -142,9 +143,9 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.n_embd, config.hidden_size, bias=False)
-        self.up_proj = nn.Linear(config.n_embd, config.hidden_size, bias=False)
-        self.down_proj = nn.Linear(config.hidden_size, config.n_embd, bias=False)
+        self.gate_proj = Linear(config.n_embd, config.hidden_size, bias=False)
+        self.up_proj = Linear(config.n_embd, config.hidden_size, bias=False)
+        self.down_proj = Linear(config.hidden_size, config.n_embd, bias=False)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +175,7 @@ class Llama(LanguageModel):
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.embed_tokens.weight = self.lm_head.weight
         cos, sin = rope_cos_sin(config)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
+from .linear import Linear
 
 
 @dataclass
@@ -38,9 +39,9 @@ class NGram(LanguageModel):
         context = config.n - 1
         # One extra embedding row is the padding token for positions before the text starts.
         self.embedding = nn.Embedding(config.vocab_size + 1, config.n_embd)
-        self.hidden = nn.Linear(context * config.n_embd, config.n_hidden)
+        self.hidden = Linear(context * config.n_embd, config.n_hidden)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.n_hidden, config.vocab_size)
+        self.head = Linear(config.n_hidden, config.vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
         self.check_input(idx)
