@@ -192,5 +192,6 @@ def trainable_parameters(model: nn.Module) -> dict:
     params = list(model.parameters())  # named_parameters()/parameters() already skip shared tensors
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(p.numel() for p in params)
-    return {"trainable": trainable, "total": total, "share": trainable / total if total else 0.0,
-            "text": f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}"}
+    share = trainable / total if total else 0.0
+    return {"trainable": trainable, "total": total, "share": share,
+            "text": f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * share:.4f}"}
