@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from babygpt.checkpoint import load_checkpoint  # noqa: E402
-from babygpt.machine import cpu_model, load_average  # noqa: E402
+from babygpt.machine import chosen_shapes, cpu_model, load_average, log  # noqa: E402
 from babygpt.models import build_model, linear, make_config  # noqa: E402
 from babygpt.sampling import generate, stream  # noqa: E402
 
@@ -195,13 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    shape_names = args.shapes.split(",") if args.shapes else (["small"] if args.quick else list(SHAPES))
-    for name in shape_names:
-        if name not in SHAPES:
-            parser.error(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    shape_names = chosen_shapes(parser, args.shapes, args.quick, SHAPES)
 
     env = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from babygpt.machine import cpu_model, load_average
+from babygpt.machine import chosen_shapes, cpu_model, load_average, log
 from babygpt.models import build_model, make_config  # noqa: E402
 from babygpt.trainer import TrainConfig, make_optimizer  # noqa: E402
 
@@ -291,13 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     import transformers
 
-    shape_names = args.shapes.split(",") if args.shapes else (["small"] if args.quick else list(SHAPES))
-    for name in shape_names:
-        if name not in SHAPES:
-            parser.error(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    shape_names = chosen_shapes(parser, args.shapes, args.quick, SHAPES)
 
     started = time.perf_counter()
     env = {
