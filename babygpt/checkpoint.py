@@ -11,6 +11,16 @@
                                   (in its header) the step, counters and optimizer settings
     training_state.json           a readable copy of that header
 
+A LoRA adapter (``babygpt.lora``) is a directory of its own, named as PEFT names its files:
+
+    adapter_config.json           the LoRA settings, the base checkpoint it was trained on (a
+                                  shipped name or a path) and the SHA-256 of the base's weights
+    adapter_model.safetensors     only the adapter weights (A and B of every adapted matrix)
+    metrics.json, training_state.*  as above (the training state holds only the adapter)
+
+``load_checkpoint`` of an adapter directory loads its base, checks the hash, wraps the base with
+the adapters and returns the adapted model: every tool that takes a checkpoint takes an adapter.
+
 Every file is written to a temporary name, flushed to disk and renamed over the old one, so a
 crash mid-write leaves the previous version of that file intact. The training state is one
 safetensors file whose header also carries the JSON (``training_state.json`` is its readable
@@ -19,16 +29,18 @@ copy), so its tensors and its step can never come from two different saves.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 
+from .lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
 from .models import LanguageModel, build_model, config_from_json, config_to_dict
 from .tokenizer import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
@@ -38,6 +50,9 @@ MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "training_state.safetensors"
 STATE_JSON = "training_state.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def atomic_write(path: Path, write) -> None:
@@ -108,6 +123,40 @@ class Checkpoint:
     tokenizer: object
     config: dict
     metrics: dict
+    base: Path | None = None  # an adapter's base checkpoint directory
+
+
+def shipped_checkpoints(directory: Path = SHIPPED_DIR) -> dict[str, Path]:
+    """The checkpoints (models and adapters) that come with BabyGPT, by name."""
+    if not directory.is_dir():
+        return {}
+    return {d.name: d for d in sorted(directory.iterdir()) if is_checkpoint(d)}
+
+
+def is_checkpoint(directory) -> bool:
+    return (Path(directory) / CONFIG_FILE).is_file() or is_adapter(directory)
+
+
+def is_adapter(directory) -> bool:
+    return (Path(directory) / ADAPTER_CONFIG_FILE).is_file()
+
+
+def weights_path(directory) -> Path:
+    """The file that changes when a checkpoint's weights do (for caches)."""
+    return Path(directory) / (ADAPTER_FILE if is_adapter(directory) else MODEL_FILE)
+
+
+def find_checkpoint(name_or_path) -> Path:
+    """A checkpoint directory from a path, or from the name of a shipped checkpoint (``gpt``)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    shipped = shipped_checkpoints()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise ValueError(
+        f"no checkpoint {str(name_or_path)!r}: not a directory, nor a shipped model ({', '.join(shipped) or 'none'})"
+    )
 
 
 def read_config(directory) -> dict:
@@ -131,9 +180,12 @@ def read_config(directory) -> dict:
 
 
 def load_checkpoint(directory, device: str | torch.device = "cpu") -> Checkpoint:
+    """A model checkpoint, or an adapter on its base (see ``load_adapter``), ready for sampling."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"checkpoint {directory} is not a directory")
+    if is_adapter(directory):
+        return load_adapter(directory, device=device)
     config = read_config(directory)
     model_config = config_from_json(config["model"])
     tokenizer = load_tokenizer(directory / TOKENIZER_FILE)
@@ -160,13 +212,144 @@ def load_weights(model: LanguageModel, path: Path) -> None:
         raise ValueError(f"{path} does not match the config: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
 
 
+# --- LoRA adapters --------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def base_reference(base_dir: Path) -> str:
+    """How an adapter names its base: a shipped checkpoint by name (it moves with the install),
+    anything else by absolute path."""
+    base_dir = Path(base_dir).resolve()
+    for name, path in shipped_checkpoints().items():
+        if path.resolve() == base_dir:
+            return name
+    return str(base_dir)
+
+
+def save_adapter(directory, model: LanguageModel, metrics: dict, extra_config: dict, weights: bool = True) -> None:
+    """Write adapter config, adapter weights (when ``weights``) and metrics, metrics last.
+
+    ``extra_config`` must name the base: ``{"base": ..., "base_sha256": ..., ...}``."""
+    if "base" not in extra_config or "base_sha256" not in extra_config:
+        raise ValueError("an adapter's config must name its base checkpoint and the base's sha256")
+    directory = Path(directory)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "kind": "lora",
+        "lora": {**asdict(model.lora_config), "targets": list(model.lora_config.targets)},
+        "model": config_to_dict(model.config),
+        **extra_config,
+    }
+    write_json(directory / ADAPTER_CONFIG_FILE, config)
+    if weights:
+        tensors = {k: v.cpu().contiguous() for k, v in lora_state_dict(model).items()}
+        atomic_write(directory / ADAPTER_FILE, lambda tmp: save_file(tensors, tmp))
+    write_json(directory / METRICS_FILE, metrics)
+
+
+def read_adapter_config(directory) -> dict:
+    path = Path(directory) / ADAPTER_CONFIG_FILE
+    config = read_json(path)
+    version = config.get("format_version")
+    if not isinstance(version, int) or config.get("kind") != "lora":
+        raise ValueError(f"{path} is not a BabyGPT LoRA adapter config (no format_version, or kind is not 'lora')")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} is format {version}, newer than this BabyGPT understands; upgrade babygpt")
+    for key, kind in (("base", str), ("base_sha256", str), ("lora", dict), ("model", dict)):
+        if not isinstance(config.get(key), kind):
+            raise ValueError(f"{path} needs {key!r} ({kind.__name__})")
+    try:
+        lora = LoRAConfig(**{**config["lora"], "targets": tuple(config["lora"].get("targets", ()))})
+        lora.validate()
+        config_from_json(config["model"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} has malformed settings: {error}") from None
+    config["lora_config"] = lora
+    return config
+
+
+def check_base(config: dict, base_dir: Path, adapter_dir: Path) -> None:
+    """Refuse any base but the exact weights the adapter was trained on."""
+    weights = Path(base_dir) / MODEL_FILE
+    if is_adapter(base_dir) or not weights.exists():
+        raise ValueError(f"{base_dir} is not a model checkpoint, so it cannot be the base of adapter {adapter_dir}")
+    base_model = read_config(base_dir)["model"]
+    if base_model != config["model"]:
+        wanted = config["model"]
+        if wanted["family"] != base_model["family"]:
+            raise ValueError(f"adapter {adapter_dir} adapts a {wanted['family']} model; {base_dir} is a "
+                             f"{base_model['family']} model. Load the adapter onto its own base, {config['base']!r}.")
+        differences = ", ".join(
+            f"{key} {wanted.get(key)!r} vs {base_model.get(key)!r}"
+            for key in sorted(set(wanted) | set(base_model)) if wanted.get(key) != base_model.get(key)
+        )
+        raise ValueError(
+            f"adapter {adapter_dir} does not fit {base_dir}: its base model and this one differ in {differences} "
+            f"(adapter's base vs this). Load the adapter onto its own base, {config['base']!r}."
+        )
+    found = file_sha256(weights)
+    if found != config["base_sha256"]:
+        raise ValueError(
+            f"adapter {adapter_dir} was trained on base {config['base']!r} whose weights have sha256 "
+            f"{config['base_sha256'][:12]}…, but {weights} has sha256 {found[:12]}…: a different model (retrained "
+            "or another checkpoint of the same shape). Load the adapter onto the base it was trained on."
+        )
+
+
+def load_adapter(directory, base=None, device: str | torch.device = "cpu", merged: bool = False) -> Checkpoint:
+    """The adapter in ``directory`` on its base (the one its config names, or ``base``, a checkpoint
+    directory or shipped name). ``merged`` folds the adapters into the base weights."""
+    directory = Path(directory)
+    config = read_adapter_config(directory)
+    try:
+        base_dir = find_checkpoint(base if base is not None else config["base"])
+    except ValueError:
+        raise ValueError(
+            f"adapter {directory} needs its base checkpoint {config['base']!r}, which is not here; "
+            "pass the base's directory"
+        ) from None
+    check_base(config, base_dir, directory)
+    loaded = load_checkpoint(base_dir, device="cpu")
+    model = apply_lora(loaded.model, config.pop("lora_config"))
+    path = directory / ADAPTER_FILE
+    if not path.exists():
+        raise ValueError(f"{path} is missing")
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable safetensors file: {error}") from None
+    expected = lora_state_dict(model)
+    if tensors.keys() != expected.keys() or any(tensors[k].shape != v.shape for k, v in expected.items()):
+        raise ValueError(f"{path} does not match its adapter config (different targets, rank or model)")
+    with torch.no_grad():
+        for key, value in expected.items():
+            value.copy_(tensors[key])
+    if merged:
+        merge_lora(model)
+    model.to(device).eval()
+    metrics_path = directory / METRICS_FILE
+    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    return Checkpoint(model, loaded.tokenizer, config, metrics, base=base_dir)
+
+
 # --- Training state, for resuming exactly ---------------------------------------------------------
 
 
 def save_training_state(directory, model: LanguageModel, optimizer: torch.optim.Optimizer, rng: dict, state: dict) -> None:
-    """Latest weights, AdamW moments and RNG states as tensors; counters as JSON in the header."""
+    """Latest weights, AdamW moments and RNG states as tensors; counters as JSON in the header.
+
+    A model with LoRA adapters saves only the adapters: its base is frozen and saved elsewhere."""
     directory = Path(directory)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = lora_state_dict(model) if hasattr(model, "lora_config") else model.state_dict()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():
         for key, value in values.items():
@@ -202,6 +385,8 @@ def load_training_state(directory, model: LanguageModel, optimizer: torch.optim.
         raise ValueError(f"cannot resume: {path} is unreadable: {error}") from None
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
+    frozen = {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    missing = [name for name in missing if name not in frozen]  # frozen weights (a LoRA base) are not saved
     if missing or unexpected:
         raise ValueError(f"cannot resume: {path} does not match the model (missing {missing}, unexpected {unexpected})")
     optimizer_state = {"state": {}, "param_groups": header.pop("optimizer_param_groups")}

@@ -1,4 +1,4 @@
-"""``python -m babygpt``: train, sample, eval and list, on the command line.
+"""``python -m babygpt``: train, finetune, sample, eval and list, on the command line.
 
 Every model and training hyperparameter is a flag of ``train``; the flags are made from the
 config dataclasses (their ``help`` metadata), so a new field is a new flag with no edit here.
@@ -16,8 +16,9 @@ import sys
 from . import checkpoint
 from .data import BUILTIN, Dataset, is_builtin, load_text, val_lines
 from .evaluation import addition_accuracy, split_loss
+from .lora import TARGETS, LoRAConfig
 from .models import FAMILIES, PRESETS
-from .runs import DEFAULT_PRESET, new_run, resume_run
+from .runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, fit_to_vocabulary, new_finetune, new_run, resume_run
 from .sampling import stream
 from .trainer import TrainConfig, pick_device
 
@@ -32,9 +33,9 @@ def model_fields() -> dict[str, tuple[dataclasses.Field, list[str]]]:
     return fields
 
 
-def add_field_flag(group, f: dataclasses.Field, note: str = "") -> None:
+def add_field_flag(group, f: dataclasses.Field, note: str = "", defaults: dict | None = None) -> None:
     flag = "--" + f.name.replace("_", "-")
-    help_text = f"{f.metadata.get('help', '')}{note} (default {f.default!r})"
+    help_text = f"{f.metadata.get('help', '')}{note} (default {(defaults or {}).get(f.name, f.default)!r})"
     kind = type(f.default)  # every config field has a plain int, float, bool or str default
     if kind is bool:
         group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -62,8 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         add_field_flag(train_group, f)
 
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune a trained model on new text (LoRA adapters, or --full)",
+        description="Train LoRA adapters on a frozen base checkpoint (the output directory holds only the "
+                    "adapter, a few hundred KB), or with --full every weight of a copy of the base. Every "
+                    "evaluation reports val loss on the new corpus and on the base's own corpus.")
+    finetune.add_argument("--base", help="the base checkpoint: a directory or a shipped name (gpt, llama, …)")
+    finetune.add_argument("--data", help="the new corpus: built-in name or UTF-8 text file (on --resume, the run's own)")
+    finetune.add_argument("--out", default="out/finetune", help="directory to write (default out/finetune)")
+    finetune.add_argument("--resume", action="store_true", help="continue the fine-tune saved in --out")
+    finetune.add_argument("--full", action="store_true", help="train every weight instead of LoRA adapters")
+    lora_defaults = LoRAConfig()
+    finetune.add_argument("--lora-r", type=int, help=f"adapter rank r (default {lora_defaults.r})")
+    finetune.add_argument("--lora-alpha", type=float, help=f"adapter scale is alpha / r (default {lora_defaults.alpha:g})")
+    finetune.add_argument("--lora-dropout", type=float, help=f"dropout on the adapters' input (default {lora_defaults.dropout:g})")
+    finetune.add_argument("--lora-targets", help=f"comma-separated, from {','.join(TARGETS)} (default {','.join(lora_defaults.targets)})")
+    finetune.add_argument("--drop-unknown", action="store_true", help="drop the corpus's characters that a character-level base has no token for")
+    finetune_group = finetune.add_argument_group("training hyperparameters")
+    for f in dataclasses.fields(TrainConfig):
+        add_field_flag(finetune_group, f, defaults=FINETUNE_DEFAULTS)
+
     sample = commands.add_parser("sample", help="generate text from a checkpoint")
-    sample.add_argument("checkpoint", help="checkpoint directory")
+    sample.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     sample.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     sample.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     sample.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
@@ -75,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
     evaluate = commands.add_parser("eval", help="val loss and bits per character of a checkpoint")
-    evaluate.add_argument("checkpoint", help="checkpoint directory")
+    evaluate.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     evaluate.add_argument("--data", help="corpus to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split (default val)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
@@ -119,6 +140,34 @@ def run_train(args) -> int:
     return 0
 
 
+def run_finetune(args) -> int:
+    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    lora_flags = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
+                  "targets": args.lora_targets and tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())}
+    lora_flags = {k: v for k, v in lora_flags.items() if v is not None}
+    if args.resume:
+        fixed = [f"--lora-{k}" for k in lora_flags] + [
+            flag for flag, given in (("--base", args.base), ("--full", args.full), ("--drop-unknown", args.drop_unknown))
+            if given
+        ]
+        if fixed:
+            raise ValueError(f"--resume keeps the base and adapter settings of {args.out}; drop {', '.join(fixed)}")
+        trainer = resume_run(args.out, args.data, train)
+    else:
+        if not args.base or not args.data:
+            raise ValueError("--base and --data are required: the checkpoint to start from and the corpus to fine-tune on")
+        if args.full and lora_flags:
+            raise ValueError(f"--full trains every weight; drop {', '.join('--lora-' + k for k in lora_flags)}")
+        lora = None if args.full else LoRAConfig(**lora_flags)
+        trainer = new_finetune(args.base, args.data, lora, train, args.out, drop_unknown=args.drop_unknown)
+        dropped = trainer.run_info.get("dropped_characters")
+        if dropped:
+            print(f"dropped {dropped:,} characters of {args.data} that {args.base}'s vocabulary lacks")
+    signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    render_training(trainer)
+    return 0
+
+
 def init_distributed(device: str) -> None:
     import torch
     import torch.distributed as dist
@@ -145,8 +194,11 @@ def render_training(trainer, show: bool = True) -> None:
 
     model = trainer.model
     if show:
+        trainable = model.num_parameters(trainable_only=True)
         print(
-            f"{type(model).__name__}: {model.num_parameters():,} parameters, vocabulary {model.config.vocab_size}, "
+            f"{type(model).__name__}: {model.num_parameters():,} parameters"
+            + (f" ({trainable:,} trainable)" if trainable != model.num_parameters() else "")
+            + f", vocabulary {model.config.vocab_size}, "
             f"{len(trainer.dataset.train):,} train / {len(trainer.dataset.val):,} val tokens, device {trainer.device}"
             + (f", {trainer.world_size} processes" if trainer.world_size > 1 else "")
         )
@@ -156,7 +208,8 @@ def render_training(trainer, show: bool = True) -> None:
             bar.update(event.step - bar.n)
             bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, ETA {format_seconds(event.eta)}")
         elif event.kind == "eval" and show:
-            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best {event.best_val_loss:.4f})")
+            others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
+            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best {event.best_val_loss:.4f}){others}")
             if event.sample:
                 bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
         elif event.kind == "done":
@@ -175,7 +228,7 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def run_sample(args) -> int:
-    loaded = checkpoint.load_checkpoint(args.checkpoint, pick_device(args.device))
+    loaded = checkpoint.load_checkpoint(checkpoint.find_checkpoint(args.checkpoint), pick_device(args.device))
     steps = stream(
         loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens, stop_strings=args.stop,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache,
@@ -190,11 +243,12 @@ def run_sample(args) -> int:
 
 
 def run_eval(args) -> int:
-    loaded = checkpoint.load_checkpoint(args.checkpoint, pick_device(args.device))
+    loaded = checkpoint.load_checkpoint(checkpoint.find_checkpoint(args.checkpoint), pick_device(args.device))
     data = args.data or loaded.config.get("corpus")
     if not data:
         raise ValueError("the checkpoint does not name its corpus; pass --data")
-    text = load_text(data)
+    # A fine-tune that dropped the characters its base has no token for is evaluated the same way.
+    text, _ = fit_to_vocabulary(load_text(data), loaded.tokenizer, bool(loaded.config.get("drop_unknown")))
     dataset = Dataset.from_text(text, loaded.tokenizer, loaded.model.config.block_size)
     result = split_loss(loaded.model, dataset, loaded.tokenizer, args.split, args.batch_size)
     print(
@@ -220,7 +274,8 @@ def run_list(_args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": run_train, "sample": run_sample, "eval": run_eval, "list": run_list}[args.command]
+    command = {"train": run_train, "finetune": run_finetune, "sample": run_sample, "eval": run_eval,
+               "list": run_list}[args.command]
     try:
         return command(args)
     except (ValueError, FloatingPointError) as error:

@@ -41,6 +41,7 @@ from .models import BaseConfig, LanguageModel, build_model, family_of
 # Names follow the model files: nanoGPT's for gpt, transformers' Llama names for llama.
 _BLOCK = r"(?:transformer\.h|layers)\.(\d+)\."
 _ROWS = [
+    (r".*\.lora_[AB]\.", "LoRA adapters"),
     (r"transformer\.wte\.|embed_tokens\.|embedding\.", "token embedding"),
     (r"transformer\.wpe\.", "position embedding"),
     (_BLOCK + r"(?:attn|self_attn)\.log_time_weight$", "block {} time weights"),
@@ -97,6 +98,8 @@ def _in_reading_order(labels: list[str]) -> list[str]:
         match = re.fullmatch(r"(block \d+) (.+)", label)
         group, part = (match[1], within.index(match[2])) if match else (label, 0)
         keys[label] = (first_seen.setdefault(group, i), part)
+    if "LoRA adapters" in keys:  # the added weights, after the base model they adapt
+        keys["LoRA adapters"] = (len(labels), 0)
     return sorted(labels, key=keys.__getitem__)
 
 

@@ -53,6 +53,7 @@ class TrainConfig:
     grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0 = off)"})
     eval_interval: int = field(default=250, metadata={"help": "evaluate every this many steps"})
     eval_iters: int = field(default=20, metadata={"help": "batches per evaluation, per split"})
+    eval_at_start: bool = field(default=False, metadata={"help": "evaluate before the first step too (a fine-tune's starting point)"})
     sample_tokens: int = field(default=200, metadata={"help": "tokens sampled at each evaluation (0 = none)"})
     dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 autocast (CPU and CUDA)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"})
@@ -105,6 +106,7 @@ class TrainEvent:
     val_loss: float | None = None
     best_val_loss: float | None = None
     sample: str | None = None
+    other_val_loss: dict[str, float] | None = None  # eval: val loss on the other corpora, by name
     reason: str | None = None  # done: "max_iters", "max_seconds" or "stopped"
     checkpoint: str | None = None
 
@@ -163,10 +165,14 @@ class Trainer:
         config: TrainConfig,
         out_dir: str | Path | None = None,
         run_info: dict | None = None,
+        other_val_sets: dict[str, Dataset] | None = None,
     ):
         self.config = config
         self.tokenizer = tokenizer
         self.dataset = dataset
+        # Corpora whose val loss every evaluation also reports: a fine-tune's base corpus shows
+        # how much of it the model forgets.
+        self.other_val_sets = other_val_sets or {}
         self.out_dir = Path(out_dir) if out_dir else None
         self.run_info = run_info or {}  # extra config.json entries: corpus name, preset…
         self.device = pick_device(config.device)
@@ -243,6 +249,9 @@ class Trainer:
         reason = "max_iters"
         last_eval_step = None
         model.train()
+        if config.eval_at_start and self.step == 0:
+            yield self.evaluate_and_save()
+            last_eval_step = 0
         while self.step < config.max_iters:
             tick = time.perf_counter()
             lr = learning_rate(self.step, config)
@@ -309,21 +318,25 @@ class Trainer:
 
     @torch.no_grad()
     def estimate_loss(self) -> dict[str, float]:
-        """Mean loss over ``eval_iters`` batches per split; the same batches at every evaluation."""
+        """Mean loss over ``eval_iters`` batches per split; the same batches at every evaluation.
+
+        Keys: ``train``, ``val``, and ``val:NAME`` for each of ``other_val_sets``."""
         self.model.eval()
-        block_size = self.model.config.block_size
-        losses = {}
-        for split in ("train", "val"):
-            generator = torch.Generator().manual_seed(self.config.seed + 1)
-            total = 0.0
-            for _ in range(self.config.eval_iters):
-                x, y = self.dataset.batch(split, self.config.batch_size, block_size, generator)
-                with self.autocast():
-                    _, loss = self.model(x.to(self.device), y.to(self.device))
-                total += loss.item()
-            losses[split] = total / self.config.eval_iters
+        splits = [("train", self.dataset, "train"), ("val", self.dataset, "val")]
+        splits += [(f"val:{name}", dataset, "val") for name, dataset in self.other_val_sets.items()]
+        losses = {key: self.mean_loss(dataset, split) for key, dataset, split in splits}
         self.model.train()
         return losses
+
+    def mean_loss(self, dataset: Dataset, split: str) -> float:
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        total = 0.0
+        for _ in range(self.config.eval_iters):
+            x, y = dataset.batch(split, self.config.batch_size, self.model.config.block_size, generator)
+            with self.autocast():
+                _, loss = self.model(x.to(self.device), y.to(self.device))
+            total += loss.item()
+        return total / self.config.eval_iters
 
     def sample(self) -> str | None:
         if not self.config.sample_tokens:
@@ -337,9 +350,10 @@ class Trainer:
         improved = losses["val"] < self.best_val_loss
         if improved:
             self.best_val_loss = losses["val"]
+        others = {key[len("val:"):]: loss for key, loss in losses.items() if key.startswith("val:")}
         self.history.append(
             {"step": self.step, "tokens": self.tokens_seen, "elapsed": round(self.train_seconds, 3),
-             "train_loss": losses["train"], "val_loss": losses["val"]}
+             "train_loss": losses["train"], "val_loss": losses["val"], **({"other_val_loss": others} if others else {})}
         )
         sample = self.sample() if self.rank == 0 else None
         if self.out_dir is not None:
@@ -347,16 +361,21 @@ class Trainer:
             if self.rank == 0:
                 # The weights only when they are the best so far; config and metrics always, so
                 # that settings changed on a resume (a longer max_iters) are the ones saved.
-                checkpoint.save_checkpoint(
-                    self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(),
-                    weights=improved, write_tokenizer=not self._tokenizer_saved,
-                )
-                self._tokenizer_saved = True
+                if hasattr(self.model, "lora_config"):  # only the adapter; the base stays where it is
+                    checkpoint.save_adapter(
+                        self.out_dir, self.model, self.metrics(), self.saved_config(), weights=improved
+                    )
+                else:
+                    checkpoint.save_checkpoint(
+                        self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(),
+                        weights=improved, write_tokenizer=not self._tokenizer_saved,
+                    )
+                    self._tokenizer_saved = True
                 self.save_training_state(rng)
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
             train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,
-            checkpoint=str(self.out_dir) if self.out_dir else None,
+            other_val_loss=others or None, checkpoint=str(self.out_dir) if self.out_dir else None,
         )
 
     def metrics(self) -> dict:
@@ -364,11 +383,13 @@ class Trainer:
         return {
             "val_loss": best["val_loss"] if best else None,
             "train_loss": best["train_loss"] if best else None,
+            **({"other_val_loss": best["other_val_loss"]} if best and "other_val_loss" in best else {}),
             "best_step": best["step"] if best else None,
             "steps": self.step,
             "tokens_seen": self.tokens_seen,
             "train_seconds": round(self.train_seconds, 3),
             "parameters": self.model.num_parameters(),
+            "trainable_parameters": self.model.num_parameters(trainable_only=True),
             "history": self.history,
         }
 

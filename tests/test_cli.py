@@ -163,3 +163,48 @@ def test_resume_conflicts_and_diverging_runs_give_a_clear_error(trained, args, m
     result = babygpt("train", *([] if "--resume" in args else TINY), *args, "--out", str(out), check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_finetune_help_documents_its_flags():
+    text = babygpt("finetune", "--help").stdout
+    for flag in ("--base", "--data", "--out", "--resume", "--full", "--lora-r", "--lora-alpha", "--lora-dropout",
+                 "--lora-targets", "--drop-unknown", "--max-iters", "--learning-rate", "--eval-at-start"):
+        assert flag in text, flag
+
+
+def test_finetune_lora_then_sample_eval_and_resume_the_adapter(trained, tmp_path):
+    out = tmp_path / "adapter"
+    result = babygpt("finetune", "--base", str(trained), "--data", "kjv", "--drop-unknown", "--lora-r", "4",
+                     "--lora-targets", "q,k,v,o", "--batch-size", "4", "--max-iters", "6", "--eval-interval", "3",
+                     "--eval-iters", "2", "--out", str(out))
+    assert "dropped 44,666 characters of kjv" in result.stdout
+    assert "step 0: " in result.stdout and "val on shakespeare" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "metrics.json", "training_state.json",
+        "training_state.safetensors"]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["lora"]["r"] == 4 and config["lora"]["targets"] == ["q", "k", "v", "o"]
+    assert config["base"] == str(trained.resolve()) and len(config["base_sha256"]) == 64
+    sampled = babygpt("sample", str(out), "--prompt", "And", "--max-new-tokens", "20", "--seed", "1").stdout
+    assert sampled.startswith("And") and len(sampled) > 20
+    assert "of kjv" in babygpt("eval", str(out)).stdout  # evaluated on its own corpus, dropped characters too
+    babygpt("finetune", "--out", str(out), "--resume", "--max-iters", "8")
+    assert json.loads((out / "training_state.json").read_text())["step"] == 8
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "kjv"], "the corpus has 12 character(s) that the base's vocabulary lacks"),
+        (["--data", "kjv", "--drop-unknown", "--lora-targets", "q,z"], "LoRA targets must be some of"),
+        (["--data", "kjv", "--full", "--lora-r", "4"], "--full trains every weight; drop --lora-r"),
+        (["--data", "kjv", "--drop-unknown", "--lora-r", "0"], "LoRA rank r must be a positive whole number"),
+        (["--resume", "--lora-r", "4"], "--resume keeps the base and adapter settings"),
+        ([], "--base and --data are required"),
+    ],
+)
+def test_bad_finetune_arguments_give_a_clear_error(trained, args, message, tmp_path):
+    base = [] if "--resume" in args or not args else ["--base", str(trained)]
+    result = babygpt("finetune", *base, *args, "--out", str(tmp_path / "out"), check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
