@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import LanguageModel, family_of
+from .models import BaseConfig, LanguageModel, build_model, family_of
 
 TARGETS = ("q", "k", "v", "o", "mlp", "head")
 
@@ -195,3 +195,11 @@ def trainable_parameters(model: nn.Module) -> dict:
     share = trainable / total if total else 0.0
     return {"trainable": trainable, "total": total, "share": share,
             "text": f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * share:.4f}"}
+
+
+def adapter_parameters(model_config: BaseConfig, config: LoRAConfig) -> dict:
+    """``trainable_parameters`` of a model of ``model_config`` with these adapters, counted on the
+    meta device: no weights are made, so the app can show it before anything is trained."""
+    with torch.device("meta"):
+        model = apply_lora(build_model(model_config), config)
+    return trainable_parameters(model)

@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -152,8 +152,13 @@ def test_an_uploaded_corpus_trains(app_url, tmp_path):
 
 
 def test_describe_counts_parameters_and_flops_before_training(app_url):
-    text = client(app_url).predict("gpt", 4, 4, 128, 64, 12, 2000, 1e-3, 60, "shakespeare", api_name="/describe")
+    c = client(app_url)
+    form = ["gpt", 4, 4, 128, 64, 12, 2000, 1e-3, 60, "shakespeare"]
+    lora = ["gpt", 8, 16, ["q", "v"]]
+    text = c.predict("from scratch", *form, *lora, api_name="/describe")
     assert "809,856 parameters" in text and "FLOPs per token" in text  # the gpt preset, 65-character vocabulary
+    text = c.predict("LoRA fine-tune", *form, *lora, api_name="/describe")
+    assert "**16,384** trainable parameters of 825,856 (1.98 %)" in text and "64 KB" in text  # 809,472 + 16,384
 
 
 def test_the_loss_plot_redraws_against_tokens_and_flops(app_url):
@@ -190,12 +195,13 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     c = client(app_url)
     assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001]
     assert list(c.predict("bigram", api_name="/preset_values"))[3:] == [8, 32, 1000, 0.1]
-    compare, attention, stats, hub = c.predict(api_name="/models")
+    compare, attention, stats, hub, bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
                "gpt-low-rank", "llama"}
     assert names(compare) == names(stats) == names(hub) == shipped
     assert names(attention) == shipped - {"bigram", "ngram"}, "only models with attention"
+    assert names(bases) == names(attention), "LoRA can adapt every shipped model with attention"
 
 
 def test_generation_runs_while_another_generation_is_running(app_url):
@@ -217,3 +223,47 @@ def test_the_glue_endpoints(app_url):
     assert c.predict("gpt", api_name="/stats_clear_preset") is None, "choosing a model clears the preset"
     assert c.predict("llama", api_name="/stats_clear_model") is None, "choosing a preset clears the model"
     assert c.predict(api_name="/refresh_models") == c.predict(api_name="/models")
+
+
+LORA_TUNE = dict(base="gpt", r=4, alpha=8, targets=["q", "v"], drop_unknown=True, batch_size=4, max_iters=20,
+                 learning_rate=3e-3, max_seconds=0, corpus="kjv", upload=None, x_axis="step")
+
+
+def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_url):
+    c = client(app_url)
+    assert list(c.predict("LoRA fine-tune", "gpt", api_name="/switch_mode"))[-3:] == [500, 0.003, "kjv"]
+    figure, status, sample, names, archive = c.predict(*LORA_TUNE.values(), api_name="/finetune")
+    assert "my-gpt-lora" in names and "is ready" in status
+    assert "on shakespeare (the base corpus)" in status and len(sample) > 0
+    traces = [t["name"] for t in json.loads(figure["plot"])["data"]]
+    assert "val on shakespeare (base corpus)" in traces and "val" in traces
+    with zipfile.ZipFile(archive) as z:
+        assert {"adapter_config.json", "adapter_model.safetensors"} <= set(z.namelist())
+        assert "model.safetensors" not in z.namelist()
+    compare, _, _, _, bases = c.predict(api_name="/models")
+    assert "my-gpt-lora" in {v for _, v in compare["choices"]} and "my-gpt-lora" not in {v for _, v in bases["choices"]}
+
+    args = (["gpt", "my-gpt-lora"], "And God said", 60, 1.0, 0, 1.0, 5, "sampled", "", "probability")
+    html, unmerged, *_ = c.predict(*args, False, api_name="/compare")
+    assert unmerged["gpt"] != unmerged["my-gpt-lora"], "the adapter changes what the base writes"
+    assert "LoRA r=4 (q, v) on gpt, unmerged" in html
+    html, merged, *_ = c.predict(*args, True, api_name="/compare")
+    assert merged == unmerged, "merging changes the speed, not the text"
+    assert "LoRA r=4 (q, v) on gpt, merged" in html
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"r": 0}, "less than minimum value 1"),  # the field's range
+        ({"base": None}, "pick a base model"),
+        ({"base": "bigram"}, "LoRA adapts the attention families"),
+        ({"targets": []}, "LoRA targets must be some of"),
+        ({"alpha": 0}, "LoRA alpha must be positive"),
+        ({"drop_unknown": False}, "that the base's vocabulary lacks"),
+        ({"base": "nope"}, "no model named 'nope'"),
+    ],
+)
+def test_bad_finetune_settings_give_a_readable_message(app_url, overrides, message):
+    with pytest.raises(AppError, match=message):
+        client(app_url).predict(*{**LORA_TUNE, **overrides}.values(), api_name="/finetune")

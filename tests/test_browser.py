@@ -1,6 +1,6 @@
 """End to end in a real browser: Debian's chromium driven by Playwright (no downloaded browser).
 
-Visits every tab, trains 30 steps and watches the plot, compares 3 models (token colours, the
+Visits every tab, trains 30 steps and watches the plot, LoRA fine-tunes 20 steps, compares 3 models (token colours, the
 top-5 tooltips, the entropy switch), renders attention heatmaps (also of the generated text) and
 reads the stats. Screenshots of each tab go to test-artifacts/. Any console error
 fails the test.
@@ -55,6 +55,25 @@ def test_train_30_steps_and_watch_the_plot(page):
     assert traces.count() >= 2, "train and val curves are drawn"
     assert "my-gpt" in page.content()
     shot(page, "train")
+
+
+def test_lora_finetune_mode_draws_the_forgetting_curve(page):
+    open_tab(page, "Train")
+    page.get_by_role("radio", name="LoRA fine-tune").check()
+    start = page.get_by_role("button", name="Start fine-tune")
+    start.wait_for(timeout=30_000)
+    assert not page.get_by_role("button", name="Start training").is_visible()
+    page.get_by_text("trainable parameters of").wait_for(timeout=30_000)  # the adapter's size, before training
+    steps = page.get_by_label("max_iters")
+    steps.fill("20")
+    steps.press("Enter")
+    start.click()
+    page.wait_for_function("document.body.innerText.includes('(the base corpus)')", timeout=120_000)
+    page.wait_for_function("document.body.innerText.includes('val on shakespeare (base corpus)')", timeout=30_000)
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4, "train, val and base-corpus val"
+    shot(page, "finetune")
+    page.get_by_role("radio", name="from scratch").check()
+    page.get_by_role("button", name="Start training").wait_for(timeout=30_000)
 
 
 def test_compare_three_models_colours_tokens_and_shows_the_top_5(page):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from . import attention_tab, compare_tab, hub_tab, stats_tab, train_tab
-from .common import CSS_EXTRA, model_choices, session_of
-from .models import end_session, has_attention, load, shipped_checkpoints
+from .common import CSS_EXTRA, base_choices, model_choices, session_of
+from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
 TITLE = "BabyGPT"
 INTRO = ("Build, train, compare and look inside tiny language models — written from scratch in PyTorch. "
@@ -19,11 +19,12 @@ def build_app() -> gr.Blocks:
         load(path)
     choices = list(shipped)
     attention_choices = [name for name, path in shipped.items() if has_attention(path)]
+    bases = [name for name, path in shipped.items() if can_be_a_base(path)]
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         model_names = gr.JSON(visible=False)
         with gr.Tab("Train"):
-            train_tab.build(model_names)
+            base_selector = train_tab.build(model_names, bases)
         with gr.Tab("Compare"):
             compare_selector = compare_tab.build(choices)
         with gr.Tab("Attention"):
@@ -37,9 +38,9 @@ def build_app() -> gr.Blocks:
             session = session_of(request)
             names = model_choices(session)
             return (gr.update(choices=names), gr.update(choices=model_choices(session, attention_only=True)),
-                    gr.update(choices=names), gr.update(choices=names))
+                    gr.update(choices=names), gr.update(choices=names), gr.update(choices=base_choices(session)))
 
-        selectors = [compare_selector, attention_selector, stats_selector, hub_selector]
+        selectors = [compare_selector, attention_selector, stats_selector, hub_selector, base_selector]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
         app.unload(forget_session)

@@ -7,7 +7,7 @@ import inspect
 
 import gradio as gr
 
-from .models import Session, has_attention, session_for
+from .models import Session, can_be_a_base, has_attention, session_for
 
 # Anything a user can cause raises ValueError in the library; show it, never a stack trace.
 USER_ERRORS = (ValueError, FloatingPointError)
@@ -43,6 +43,11 @@ def session_of(request: gr.Request | None) -> Session:
 
 def model_choices(session: Session, attention_only: bool = False) -> list[str]:
     return [name for name, path in session.models().items() if not attention_only or has_attention(path)]
+
+
+def base_choices(session: Session) -> list[str]:
+    """The models this session could LoRA fine-tune."""
+    return [name for name, path in session.models().items() if can_be_a_base(path)]
 
 
 CSS_EXTRA = """

@@ -4,6 +4,10 @@ Every token is coloured by how likely the model thought it was (or by how unsure
 the entropy of its distribution); hovering shows the model's five likeliest tokens at that step.
 With one seed all models share the same random draw at every step, so the columns differ where the
 models do, not where the dice do.
+
+A LoRA adapter is a model like any other here, so "base vs base + adapter" is two columns. The
+merge toggle folds each adapter into a copy of its base's weights: the same text (to float
+rounding), at the base's speed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ def token_html(step, colour_by: str, max_bits: float) -> str:
             f"{html.escape(step.text)}</span>")
 
 
+def adapter_note(config: dict, merged: bool) -> str:
+    """'LoRA r=8 (q, v) on gpt, merged' for an adapter's column; '' for a model."""
+    if config.get("kind") != "lora":
+        return ""
+    lora = config["lora"]
+    base = config["base"] if "/" not in config["base"] else config["base"].rsplit("/", 1)[-1]
+    return f"LoRA r={lora['r']} ({', '.join(lora['targets'])}) on {base}, {'merged' if merged else 'unmerged'}"
+
+
 def column_html(name: str, result: dict, meta: dict, prompt: str, tokens: str) -> str:
     first = result["first_token_seconds"]
     timing = f"first token {first * 1e3:.0f} ms · {result['tokens_per_sec']:,.0f} tok/s" if first is not None else ""
@@ -48,7 +61,9 @@ def column_html(name: str, result: dict, meta: dict, prompt: str, tokens: str) -
     if not result["done"]:
         finished += " · writing…"
     return (f"<div class='bg-col'><div class='bg-head'><b>{html.escape(name)}</b><br>"
-            f"{meta['parameters']:,} params · val {meta['val_loss']}<br>{timing}{finished}</div>"
+            f"{meta['parameters']:,} params · val {meta['val_loss']}<br>"
+            + (f"{html.escape(meta['adapter'])}<br>" if meta.get("adapter") else "")
+            + f"{timing}{finished}</div>"
             f"<pre class='bg-text'><span class='bg-prompt'>{html.escape(prompt)}</span>{tokens}</pre></div>")
 
 
@@ -99,7 +114,7 @@ def parse_stop(text: str) -> list[str]:
 
 @friendly
 def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode="sampled", stop="",
-            colour_by="probability", request: gr.Request = None):
+            colour_by="probability", merge_adapters=False, request: gr.Request = None):
     """Stream (columns HTML, {name: text}, note, details) as every chosen model writes."""
     session = session_of(request)
     if not names:
@@ -120,7 +135,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         max_new_tokens = MAX_NEW_TOKENS
     models, info = {}, {}
     for name in names:
-        checkpoint = load(session.path_of(name))
+        checkpoint = load(session.path_of(name), merged=bool(merge_adapters))
         unknown = getattr(checkpoint.tokenizer, "unknown_characters", lambda _: [])(prompt)
         if unknown:
             raise ValueError(f"{name} has never seen {', '.join(map(repr, unknown))}; remove them from the prompt")
@@ -128,7 +143,8 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         val = checkpoint.metrics.get("val_loss")
         info[name] = {"parameters": checkpoint.model.num_parameters(), "val_loss": f"{val:.3f}" if val else "n/a",
                       "vocab_size": checkpoint.model.config.vocab_size,
-                      "block_size": checkpoint.model.config.block_size}
+                      "block_size": checkpoint.model.config.block_size,
+                      "adapter": adapter_note(checkpoint.config, bool(merge_adapters))}
     temperature = 0.0 if mode == "greedy" else float(temperature)
     settings = {"temperature": temperature, "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed),
                 "stop_strings": parse_stop(stop)}
@@ -182,6 +198,8 @@ def build(choices: list[str]) -> gr.Dropdown:
         temperature = gr.Slider(0.0, 2.0, 0.8, step=0.05, label="temperature (0 = greedy)")
         top_k = gr.Slider(0, 100, 0, step=1, label="top-k (0 = off)")
         top_p = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="top-p")
+    merge_adapters = gr.Checkbox(False, label="merge LoRA adapters into their base weights",
+                                 info="same text, the base's speed; compare an adapter with its base, e.g. gpt-kjv-lora and gpt")
     run = gr.Button("Generate", variant="primary")
     note = gr.Markdown()
     colour_by = gr.Radio(list(COLOUR_BY), value="probability", label="colour tokens by")
@@ -190,7 +208,8 @@ def build(choices: list[str]) -> gr.Dropdown:
         texts = gr.JSON()
     with gr.Accordion("every token's probability, entropy and top 5", open=False):
         tokens = gr.JSON()
-    run.click(compare, [names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode, stop, colour_by],
+    run.click(compare, [names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode, stop, colour_by,
+                        merge_adapters],
               [columns, texts, note, tokens], api_name="compare", show_progress_on=note)
     colour_by.change(recolour, [colour_by], [columns], api_name="recolour")
     return names

@@ -15,29 +15,36 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import Checkpoint, load_checkpoint
-
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
-
-
-def shipped_checkpoints(directory: Path = SHIPPED_DIR) -> dict[str, Path]:
-    if not directory.is_dir():
-        return {}
-    return {d.name: d for d in sorted(directory.iterdir()) if (d / "config.json").is_file()}
+from ..checkpoint import (Checkpoint, find_checkpoint, is_adapter, load_adapter, load_checkpoint, read_adapter_config,
+                          shipped_checkpoints, weights_path)
 
 
 @functools.lru_cache(maxsize=64)
-def _load(path: str, version: float) -> Checkpoint:
+def _load(path: str, version: tuple, merged: bool) -> Checkpoint:
+    if merged:
+        return load_adapter(path, merged=True)
     return load_checkpoint(path)
 
 
-def load(path: Path) -> Checkpoint:
-    """A loaded checkpoint, cached until its weights file changes."""
-    return _load(str(path), (Path(path) / "model.safetensors").stat().st_mtime)
+def load(path: Path, merged: bool = False) -> Checkpoint:
+    """A loaded checkpoint, cached until its weights file (or an adapter's base's) changes.
+
+    ``merged``: an adapter with its update folded into the base weights, a copy of its own (the
+    cached models are shared by every session and never changed in place)."""
+    version = (weights_path(path).stat().st_mtime,)
+    if is_adapter(path):
+        base = find_checkpoint(read_adapter_config(path)["base"])
+        version += (weights_path(base).stat().st_mtime,)
+    return _load(str(path), version, merged and is_adapter(path))
 
 
 def has_attention(path: Path) -> bool:
     return load(path).config["model"]["family"] in ("gpt", "llama")
+
+
+def can_be_a_base(path: Path) -> bool:
+    """A model LoRA can adapt: an attention family, and not itself an adapter."""
+    return has_attention(path) and not is_adapter(path)
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Train tab: pick a preset and corpus, adjust hyperparameters, watch the loss fall live."""
+"""Train tab: pick a preset and corpus, adjust hyperparameters, watch the loss fall live.
+
+Two modes: train a model *from scratch*, or *LoRA fine-tune* one of the visitor's models on a new
+corpus. A fine-tune's plot adds the val loss on the base's own corpus, so the learner sees what
+the model forgets while it learns."""
 
 from __future__ import annotations
 
@@ -11,14 +15,18 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..data import BUILTIN
-from ..models import PRESETS, make_config
-from ..runs import new_run, resolve_settings
+from ..lora import TARGETS, LoRAConfig, adapter_parameters
+from ..models import PRESETS, config_from_json, make_config
+from ..runs import FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
 from .common import friendly, model_choices, session_of
+from .models import load
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD = "upload a .txt file"
 X_AXES = ("step", "tokens", "FLOPs")
+MODES = ("from scratch", "LoRA fine-tune")
+LORA_LIMITS = {"r": 64}
 # Sizes a free 2-vCPU Space can train in minutes; larger settings are refused with a message.
 LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000}
 PLOT_EVERY_SECONDS = 0.5
@@ -59,6 +67,27 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
     )
 
 
+def lora_settings(r, alpha, targets) -> LoRAConfig:
+    if r is None or int(r) != r or not 1 <= r <= LORA_LIMITS["r"]:
+        raise ValueError(f"LoRA rank r must be a whole number from 1 to {LORA_LIMITS['r']}, got {r}")
+    config = LoRAConfig(r=int(r), alpha=float(alpha or 0), targets=tuple(targets or ()))
+    config.validate()
+    return config
+
+
+@friendly
+def describe_lora(base, r, alpha, targets, batch_size, max_iters, request: gr.Request):
+    """What the adapters will train, before training: their parameters and share of the model."""
+    if not base:
+        return "pick a base model to fine-tune"
+    lora = lora_settings(r, alpha, targets)
+    model_config = config_from_json(load(session_of(request).path_of(base)).config["model"])
+    counts = adapter_parameters(model_config, lora)
+    return (f"LoRA r={lora.r}, alpha={lora.alpha:g} (scale {lora.scale:g}) on {', '.join(lora.targets)} of "
+            f"**{base}**: **{counts['trainable']:,}** trainable parameters of {counts['total']:,} "
+            f"({100 * counts['share']:.2f} %); the adapter file is about {4 * counts['trainable'] / 1024:,.0f} KB")
+
+
 def corpus_source(corpus: str, upload: str | None) -> str:
     if corpus != UPLOAD:
         return corpus
@@ -72,6 +101,7 @@ def corpus_source(corpus: str, upload: str | None) -> str:
 
 def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str, flops_per_token: float,
                 tokens_per_step: int) -> go.Figure:
+    """Per-step train loss, evaluated train and val loss, and (a fine-tune) val on the base corpus."""
     if x_axis not in X_AXES:
         raise ValueError(f"x axis must be one of {', '.join(X_AXES)}; got {x_axis!r}")
     scale = {"step": 1.0, "tokens": tokens_per_step, "FLOPs": tokens_per_step * flops_per_token}[x_axis]
@@ -83,6 +113,9 @@ def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str
         x = [h["step"] * scale for h in history]
         figure.add_scatter(x=x, y=[h["train_loss"] for h in history], name="train (eval)", mode="lines+markers")
         figure.add_scatter(x=x, y=[h["val_loss"] for h in history], name="val", mode="lines+markers")
+        for name in history[0].get("other_val_loss", {}):
+            figure.add_scatter(x=x, y=[h["other_val_loss"][name] for h in history], mode="lines+markers",
+                               name=f"val on {name} (base corpus)", line={"dash": "dash"})
     figure.update_layout(xaxis_title=x_axis, yaxis_title="loss (nats/token)", height=380,
                          margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h"})
     return figure
@@ -106,15 +139,45 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     name, out_dir = session.new_model_dir(preset)
     trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
                       train=dataclasses.asdict(train_settings), out_dir=out_dir)
+    yield from stream_run(session, trainer, name, out_dir, x_axis, progress)
+
+
+@friendly
+def finetune(base, r, alpha, targets, drop_unknown, batch_size, max_iters, learning_rate, max_seconds, corpus, upload,
+             x_axis, request: gr.Request, progress=gr.Progress()):
+    """LoRA fine-tune a model of this session on a corpus; stream like ``train``."""
+    session = session_of(request)
+    session.stop_requested.clear()
+    if not base:
+        raise ValueError("pick a base model to fine-tune")
+    lora = lora_settings(r, alpha, targets)
+    for field_name, value in (("batch_size", batch_size), ("max_iters", max_iters)):
+        if value is None or int(value) != value or not 1 <= value <= LIMITS[field_name]:
+            raise ValueError(f"{field_name} must be a whole number from 1 to {LIMITS[field_name]}, got {value}")
+    train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
+             "min_lr": min(FINETUNE_DEFAULTS["min_lr"], float(learning_rate)), "max_seconds": float(max_seconds or 0),
+             "sample_tokens": 200}
+    name, out_dir = session.new_model_dir(f"{base}-lora")
+    trainer = new_finetune(session.path_of(base), corpus_source(corpus, upload), lora, train, out_dir,
+                           drop_unknown=bool(drop_unknown))
+    dropped = trainer.run_info.get("dropped_characters")
+    if dropped:
+        gr.Info(f"dropped {dropped:,} characters that {base}'s vocabulary has no token for")
+    yield from stream_run(session, trainer, name, out_dir, x_axis, progress)
+
+
+def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress):
+    """Run ``trainer`` and stream (plot, status, sample, model list, download). Stop keeps the best."""
     session.trainer = trainer
     if session.stop_requested.is_set():  # Stop was pressed while the data was being prepared
         trainer.stop()
     flops = flops_per_token(trainer.model.config)["training"]
-    tokens_per_step = train_settings.batch_size * trainer.model.config.block_size
+    tokens_per_step = trainer.config.batch_size * trainer.model.config.block_size
     steps, sample, last_draw = [], "", 0.0
     session.curves = {"history": trainer.history, "steps": steps, "flops_per_token": flops,
                       "tokens_per_step": tokens_per_step}
-    status = f"training **{name}** ({trainer.model.num_parameters():,} parameters)…"
+    trainable = trainer.model.num_parameters(trainable_only=True)
+    status = f"training **{name}** ({trainable:,} trainable parameters)…"
     no_change = gr.update()
     try:
         for event in trainer.run():
@@ -135,11 +198,20 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     finally:
         session.trainer = None
     archive = shutil.make_archive(str(session.folder / name), "zip", out_dir)
-    best = trainer.best_val_loss
-    done = (f"**{name}** is ready ({event.reason}): best val loss {best:.4f} after {trainer.step:,} steps, "
-            f"{trainer.train_seconds:.0f} s. It is now in every tab's model list.")
+    done = f"**{name}** is ready ({event.reason}): " + result_line(trainer) + " It is now in every tab's model list."
     yield (loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step), done, sample,
            model_choices(session), archive)
+
+
+def result_line(trainer) -> str:
+    history = trainer.history
+    line = f"best val loss {trainer.best_val_loss:.4f} after {trainer.step:,} steps, {trainer.train_seconds:.0f} s."
+    if history and history[0].get("other_val_loss"):  # a fine-tune: where it started, and the forgetting
+        first, best = history[0], min(history, key=lambda h: h["val_loss"])
+        line += (f" On the new corpus val went {first['val_loss']:.3f} → {best['val_loss']:.3f}; "
+                 + "; ".join(f"on {n} (the base corpus) {first['other_val_loss'][n]:.3f} → {loss:.3f}"
+                             for n, loss in best["other_val_loss"].items()) + ".")
+    return line
 
 
 @friendly
@@ -169,14 +241,45 @@ def preset_values(preset: str):
             train.max_iters, train.learning_rate)
 
 
-def build(model_names: gr.JSON) -> None:
-    """The tab's components and events; a finished run writes the session's models to ``model_names``."""
+def switch_mode(mode: str, preset: str):
+    """Show the chosen mode's fields and its usual step count and learning rate."""
+    lora = mode == MODES[1]
+    if lora:
+        iters, rate, corpus = FINETUNE_DEFAULTS["max_iters"], FINETUNE_DEFAULTS["learning_rate"], "kjv"
+    else:
+        _, _, _, _, _, iters, rate = preset_values(preset)
+        corpus = "shakespeare"
+    return (gr.update(visible=not lora), gr.update(visible=not lora), gr.update(visible=lora),
+            gr.update(visible=not lora), gr.update(visible=lora), iters, rate, corpus)
+
+
+def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
+                  corpus, base, r, alpha, targets, request: gr.Request):
+    if mode == MODES[1]:
+        return describe_lora(base, r, alpha, targets, batch_size, max_iters, request)
+    return describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
+                    corpus)
+
+
+def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
+    """The tab's components and events; a finished run writes the session's models to ``model_names``.
+    Returns the base-model selector, for the app to refresh with the session's models."""
     defaults = preset_values("gpt")
+    mode = gr.Radio(list(MODES), value=MODES[0], label="mode",
+                    info="LoRA fine-tune trains small adapters on a frozen model you already have")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value="gpt", label="preset", scale=2)
         corpus = gr.Dropdown([*BUILTIN, UPLOAD], value="shakespeare", label="corpus", scale=2)
         upload = gr.File(label="your corpus (UTF-8 .txt, up to 5 MB)", file_types=[".txt"], type="filepath", scale=3)
-    with gr.Row():
+    with gr.Row(visible=False) as lora_row:
+        base = gr.Dropdown(base_choices, value="gpt" if "gpt" in base_choices else None, allow_custom_value=True,
+                           label="base model (kept frozen)", scale=2)
+        lora_r = gr.Number(8, label="rank r", precision=0, minimum=1, maximum=LORA_LIMITS["r"])
+        lora_alpha = gr.Number(16, label="alpha (scale = alpha / r)", minimum=0)
+        lora_targets = gr.CheckboxGroup(list(TARGETS), value=["q", "v"], label="adapt", scale=2,
+                                        info="query, key, value, attention output, MLP, output head")
+        drop_unknown = gr.Checkbox(True, label="drop characters the base never saw")
+    with gr.Row() as architecture:
         n_layer = gr.Number(defaults[0], label="n_layer", precision=0, minimum=1, maximum=LIMITS["n_layer"])
         n_head = gr.Number(defaults[1], label="n_head", precision=0, minimum=1, maximum=LIMITS["n_head"])
         n_embd = gr.Number(defaults[2], label="n_embd", precision=0, minimum=1, maximum=LIMITS["n_embd"])
@@ -189,6 +292,7 @@ def build(model_names: gr.JSON) -> None:
     summary = gr.Markdown()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
+        start_lora = gr.Button("Start fine-tune", variant="primary", visible=False)
         stop_button = gr.Button("Stop")
         x_axis = gr.Radio(list(X_AXES), value="step", label="x axis")
     status = gr.Markdown("pick a preset and press Start")
@@ -197,12 +301,21 @@ def build(model_names: gr.JSON) -> None:
     download = gr.File(label="checkpoint (zip)")
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
-    gr.on([c.change for c in [*form, corpus]], describe, [*form, corpus], summary, api_name="describe",
-          show_progress="hidden")
+    lora_form = [base, lora_r, lora_alpha, lora_targets]
+    gr.on([c.change for c in [mode, *form, corpus, *lora_form]], describe_mode, [mode, *form, corpus, *lora_form],
+          summary, api_name="describe", show_progress="hidden")
     preset.change(preset_values, preset, form[1:8], api_name="preset_values")
+    mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
+                                              learning_rate, corpus], api_name="switch_mode")
+    outputs = [plot, status, sample, model_names, download]
     start.click(
-        train, [*form, corpus, upload, x_axis], [plot, status, sample, model_names, download],
+        train, [*form, corpus, upload, x_axis], outputs,
         api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
+    )
+    start_lora.click(
+        finetune, [*lora_form, drop_unknown, batch_size, max_iters, learning_rate, max_seconds, corpus, upload, x_axis],
+        outputs, api_name="finetune", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
+    return base
