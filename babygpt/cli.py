@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     evaluate.add_argument("--data", help="corpus to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split (default val)")
+    evaluate.add_argument("--drop-unknown", action="store_true", help="drop the corpus's characters the model has no token for (as a fine-tune with --drop-unknown did)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
@@ -197,7 +198,8 @@ def render_training(trainer, show: bool = True) -> None:
         trainable = model.num_parameters(trainable_only=True)
         print(
             f"{type(model).__name__}: {model.num_parameters():,} parameters"
-            + (f" ({trainable:,} trainable)" if trainable != model.num_parameters() else "")
+            + (f" ({trainable:,} trainable, {100 * trainable / model.num_parameters():.2f} %)"
+               if trainable != model.num_parameters() else "")
             + f", vocabulary {model.config.vocab_size}, "
             f"{len(trainer.dataset.train):,} train / {len(trainer.dataset.val):,} val tokens, device {trainer.device}"
             + (f", {trainer.world_size} processes" if trainer.world_size > 1 else "")
@@ -248,12 +250,14 @@ def run_eval(args) -> int:
     if not data:
         raise ValueError("the checkpoint does not name its corpus; pass --data")
     # A fine-tune that dropped the characters its base has no token for is evaluated the same way.
-    text, _ = fit_to_vocabulary(load_text(data), loaded.tokenizer, bool(loaded.config.get("drop_unknown")))
+    drop = args.drop_unknown or bool(loaded.config.get("drop_unknown") and data == loaded.config.get("corpus"))
+    text, dropped = fit_to_vocabulary(load_text(data), loaded.tokenizer, drop)
     dataset = Dataset.from_text(text, loaded.tokenizer, loaded.model.config.block_size)
     result = split_loss(loaded.model, dataset, loaded.tokenizer, args.split, args.batch_size)
     print(
         f"{args.split} loss {result['loss']:.4f} nats/token, {result['bits_per_char']:.4f} bits/char "
         f"over {result['tokens']:,} tokens ({result['characters']:,} characters) of {data}"
+        + (f" ({dropped:,} characters the model has no token for dropped)" if dropped else "")
     )
     if is_builtin(data) and str(data).startswith("addition") and args.split == "val":
         problems = val_lines(text, dataset.val_start(loaded.tokenizer))[:500]

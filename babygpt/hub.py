@@ -17,10 +17,11 @@ import httpx
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from .checkpoint import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_checkpoint
+from .checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_checkpoint
 from .tokenizer import TOKENIZER_FILE
 
-CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE]
+# A model's files, or a LoRA adapter's (which loads only where its base is: a shipped name travels).
+CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_FILE]
 HUB_ERRORS = (HfHubHTTPError, httpx.HTTPError, OSError)  # HTTP answers, transport failures, files
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 

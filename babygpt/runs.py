@@ -92,7 +92,7 @@ def fit_to_vocabulary(text: str, tokenizer, drop_unknown: bool) -> tuple[str, in
     if not drop_unknown:
         shown = " ".join(repr(c) for c in unknown[:20])
         raise ValueError(
-            f"the corpus has {len(unknown)} character(s) that the base's vocabulary lacks ({shown}); "
+            f"the corpus has {len(unknown)} character(s) that the model's vocabulary lacks ({shown}); "
             "drop them (--drop-unknown, or the app's 'drop characters the base never saw') or fine-tune a base "
             "with a BPE tokenizer"
         )

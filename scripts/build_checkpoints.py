@@ -19,6 +19,10 @@ For each model the script then
 Everything is written to ``checkpoints/index.json``, and ``checkpoints/README.md`` (including its
 table) is generated from that file. Models are trained one after the other, never in parallel.
 
+Rebuilding ``gpt`` changes the weights that the shipped LoRA adapter ``gpt-kjv-lora`` was
+trained on (its config holds their sha256, and it then refuses to load): run
+``scripts/build_adapter.py`` after it.
+
 Usage::
 
     python scripts/build_checkpoints.py                        # rebuild all (about 7-10 min on 2 cores)
@@ -278,6 +282,15 @@ Total size: {format_bytes(total)}. Figures per checkpoint, including steps, wall
 1/5/15-minute load averages, are in `index.json`.
 
 Trained on {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}, on {when}.
+
+## The LoRA adapter
+
+`gpt-kjv-lora` is not a model but a LoRA adapter on `gpt` (only its `adapter_model.safetensors`
+and `adapter_config.json`, which names the base and the sha256 of the base's weights): the
+Shakespeare model fine-tuned on the King James Bible. It loads wherever a checkpoint does
+(`python -m babygpt sample checkpoints/gpt-kjv-lora --prompt "And God said"`). It is built, with
+the table comparing it to other ranks and a full fine-tune, by `python scripts/build_adapter.py`
+(figures in `adapters.json` and in the project README), and must be rebuilt after `gpt` is.
 """
 
 
@@ -330,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         update_main_readme(index)
     print(f"built {len(args.names)} checkpoint(s) in {format_seconds(time.perf_counter() - started)}; "
           f"{format_bytes(directory_bytes(CHECKPOINTS))} in checkpoints/")
+    if "gpt" in args.names:
+        print("gpt was rebuilt: run python scripts/build_adapter.py, or the shipped adapter will refuse its new base")
     return 0
 
 

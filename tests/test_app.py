@@ -91,6 +91,11 @@ def test_attention_and_stats_and_download(app_url):
     assert "preset **llama** (untrained)" in summary
     archive = c.predict("gpt", api_name="/download")
     assert zipfile.ZipFile(archive).testzip() is None
+    # The shipped LoRA adapter is a model in these tabs too: its attention, and its adapters' share.
+    _, _, _, note = c.predict("gpt-kjv-lora", "And God said", 1, 1, api_name="/attention")
+    assert "12 tokens" in note
+    table, _, summary = c.predict("gpt-kjv-lora", None, 12, 100_000, api_name="/stats")
+    assert table["data"][-1][:2] == ["LoRA adapters", 73_728] and "883,200 parameters" in summary
 
 
 @pytest.mark.parametrize(
@@ -198,10 +203,10 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     compare, attention, stats, hub, bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
-               "gpt-low-rank", "llama"}
+               "gpt-low-rank", "llama", "gpt-kjv-lora"}
     assert names(compare) == names(stats) == names(hub) == shipped
     assert names(attention) == shipped - {"bigram", "ngram"}, "only models with attention"
-    assert names(bases) == names(attention), "LoRA can adapt every shipped model with attention"
+    assert names(bases) == names(attention) - {"gpt-kjv-lora"}, "any model with attention, not an adapter"
 
 
 def test_generation_runs_while_another_generation_is_running(app_url):
@@ -260,7 +265,7 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
         ({"base": "bigram"}, "LoRA adapts the attention families"),
         ({"targets": []}, "LoRA targets must be some of"),
         ({"alpha": 0}, "LoRA alpha must be positive"),
-        ({"drop_unknown": False}, "that the base's vocabulary lacks"),
+        ({"drop_unknown": False}, "that the model's vocabulary lacks"),
         ({"base": "nope"}, "no model named 'nope'"),
     ],
 )

@@ -195,7 +195,7 @@ def test_finetune_lora_then_sample_eval_and_resume_the_adapter(trained, tmp_path
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "kjv"], "the corpus has 12 character(s) that the base's vocabulary lacks"),
+        (["--data", "kjv"], "the corpus has 12 character(s) that the model's vocabulary lacks"),
         (["--data", "kjv", "--drop-unknown", "--lora-targets", "q,z"], "LoRA targets must be some of"),
         (["--data", "kjv", "--full", "--lora-r", "4"], "--full trains every weight; drop --lora-r"),
         (["--data", "kjv", "--drop-unknown", "--lora-r", "0"], "LoRA rank r must be a positive whole number"),

@@ -150,7 +150,7 @@ def test_events_report_val_loss_on_the_new_and_the_base_corpus_from_step_0(bases
 
 
 def test_characters_the_base_cannot_encode_are_refused_unless_dropped(bases, tmp_path):
-    with pytest.raises(ValueError, match=r"12 character\(s\) that the base's vocabulary lacks .*'\('.*drop them"):
+    with pytest.raises(ValueError, match=r"12 character\(s\) that the model's vocabulary lacks .*'\('.*drop them"):
         new_finetune(bases["gpt"], "kjv", LoRAConfig(), TUNE, tmp_path / "a")
     trainer = finetune(bases["gpt"], tmp_path / "b")
     assert trainer.run_info["dropped_characters"] == sum(load_text("kjv").count(c) for c in "()0123456789")
@@ -200,3 +200,15 @@ def test_parameter_breakdown_shows_the_adapters_and_still_sums(bases, tmp_path):
     assert rows[-1]["module"] == "LoRA adapters"
     assert rows[-1]["parameters"] == model.num_parameters(trainable_only=True)
     assert sum(r["parameters"] for r in rows) == model.num_parameters()
+
+
+def test_the_shipped_adapter_loads_onto_the_shipped_gpt_and_learned_its_corpus():
+    adapter = checkpoint.shipped_checkpoints()["gpt-kjv-lora"]
+    config = checkpoint.read_adapter_config(adapter)
+    assert config["base"] == "gpt" and config["corpus"] == "kjv" and config["drop_unknown"] is True
+    assert config["lora"]["r"] == 8 and (adapter / "adapter_model.safetensors").stat().st_size < 500_000
+    assert not (adapter / "training_state.safetensors").exists(), "shipped for sampling, not resuming"
+    loaded = checkpoint.load_checkpoint(adapter)  # fails if checkpoints/gpt was rebuilt without the adapter
+    assert loaded.base == checkpoint.shipped_checkpoints()["gpt"]
+    history = loaded.metrics["history"]
+    assert history[0]["step"] == 0 and loaded.metrics["val_loss"] < history[0]["val_loss"] - 0.1

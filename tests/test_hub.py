@@ -86,3 +86,12 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
         with pytest.raises(AppError, match="no repository bob/absent"):
             client.predict("bob/absent", api_name="/load")
     assert all(TOKEN not in str(r) for r in hub.requests)
+
+
+def test_an_adapter_travels_when_its_base_is_a_shipped_model(hub, tmp_path):
+    adapter = shipped_checkpoints()["gpt-kjv-lora"]
+    push_checkpoint(adapter, "alice/gpt-kjv-lora", token=TOKEN, endpoint=hub.url)
+    assert set(hub.repos["alice/gpt-kjv-lora"]["files"]) == {"adapter_config.json", "adapter_model.safetensors",
+                                                             "metrics.json"}
+    local = download_checkpoint("alice/gpt-kjv-lora", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
+    assert same_logits(load_checkpoint(local).model, load_checkpoint(adapter).model)
