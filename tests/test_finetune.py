@@ -212,3 +212,16 @@ def test_the_shipped_adapter_loads_onto_the_shipped_gpt_and_learned_its_corpus()
     assert loaded.base == checkpoint.shipped_checkpoints()["gpt"]
     history = loaded.metrics["history"]
     assert history[0]["step"] == 0 and loaded.metrics["val_loss"] < history[0]["val_loss"] - 0.1
+
+
+def test_the_app_lists_an_adapter_whose_base_changed_and_explains_when_it_is_used(bases, tmp_path):
+    from babygpt.ui.models import can_be_a_base, has_attention, load
+
+    base = shutil.copytree(bases["gpt"], tmp_path / "base")
+    run(finetune(base, tmp_path / "adapter", max_iters=1))
+    assert has_attention(tmp_path / "adapter") and not can_be_a_base(tmp_path / "adapter")
+    assert load(tmp_path / "adapter").base == base
+    run(resume_run(base, train={"max_iters": 35, "eval_interval": 5}))  # the base is trained further
+    assert has_attention(tmp_path / "adapter"), "listing reads the config only"
+    with pytest.raises(ValueError, match="a different model"):
+        load(tmp_path / "adapter")  # the cache notices the base's new weights

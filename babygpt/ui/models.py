@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checkpoint import (Checkpoint, find_checkpoint, is_adapter, load_adapter, load_checkpoint, read_adapter_config,
-                          shipped_checkpoints, weights_path)
+                          read_config, shipped_checkpoints, weights_path)
 
 
 @functools.lru_cache(maxsize=64)
@@ -39,7 +39,9 @@ def load(path: Path, merged: bool = False) -> Checkpoint:
 
 
 def has_attention(path: Path) -> bool:
-    return load(path).config["model"]["family"] in ("gpt", "llama")
+    """From the config alone: listing a model must not depend on its weights loading."""
+    config = read_adapter_config(path) if is_adapter(path) else read_config(path)
+    return config["model"]["family"] in ("gpt", "llama")
 
 
 def can_be_a_base(path: Path) -> bool:
