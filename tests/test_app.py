@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/finetune", "/switch_mode", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -272,3 +272,16 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
 def test_bad_finetune_settings_give_a_readable_message(app_url, overrides, message):
     with pytest.raises(AppError, match=message):
         client(app_url).predict(*{**LORA_TUNE, **overrides}.values(), api_name="/finetune")
+
+
+def test_logit_lens_and_head_roles_in_the_attention_tab(app_url):
+    c = client(app_url)
+    figure, note = c.predict("llama", "ROMEO:\nWhat light", api_name="/logit_lens")
+    heatmap = json.loads(figure["plot"])["data"][0]
+    assert heatmap["y"] == ["embeddings", "layer 0", "layer 1", "layer 2", "layer 3"] and len(heatmap["x"]) == 17
+    assert "logit lens" in note and "model's own prediction" in note
+    figure, note = c.predict("gpt-kjv-lora", api_name="/head_roles")
+    titles = [a["text"] for a in json.loads(figure["plot"])["layout"]["annotations"]]
+    assert titles == ["previous token", "first token", "induction"] and "random sequences" in note
+    with pytest.raises(AppError, match="has no attention"):
+        c.predict("bigram", api_name="/head_roles")

@@ -107,6 +107,13 @@ def test_attention_heatmaps(page):
     page.get_by_text("layers ×").wait_for(timeout=60_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
     shot(page, "attention")
+    page.get_by_role("button", name="Logit lens of the text").click()
+    page.get_by_text("the logit lens").wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 4", timeout=60_000)
+    page.get_by_role("button", name="Score head roles").click()
+    page.get_by_text("random sequences of 32 tokens").wait_for(timeout=60_000)
+    page.wait_for_function("document.body.innerText.includes('induction')", timeout=60_000)
+    shot(page, "inside")
 
 
 def test_attention_of_the_text_generated_in_compare(page):

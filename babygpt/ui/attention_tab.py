@@ -1,4 +1,6 @@
-"""Attention tab: heatmaps of what every head attends to, for any prompt."""
+"""Attention tab: heatmaps of what every head attends to, for any prompt; what role each head
+plays (previous token, first token, induction); and the logit lens, the next-token guess read
+after every layer."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..attention import attention_maps
+from ..interpret import ROLES, head_roles, logit_lens
 from .common import friendly, session_of
 from .models import load
 
@@ -37,14 +40,19 @@ def grid(weights, tokens: list[str]) -> go.Figure:
     return figure
 
 
-@friendly
-def show(name, prompt, layer, head, request: gr.Request):
-    """(one head, all layers × heads, head average of the layer, note)."""
+def attention_model(name, request):
     if not name:
         raise ValueError("pick a model")
     checkpoint = load(session_of(request).path_of(name))
     if checkpoint.config["model"]["family"] not in ("gpt", "llama"):
         raise ValueError(f"{name} is a {checkpoint.config['model']['family']} model: it has no attention")
+    return checkpoint
+
+
+@friendly
+def show(name, prompt, layer, head, request: gr.Request):
+    """(one head, all layers × heads, head average of the layer, note)."""
+    checkpoint = attention_model(name, request)
     maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
     n_layer, n_head = maps.weights.shape[:2]
     layer, head = min(int(layer), n_layer - 1), min(int(head), n_head - 1)
@@ -54,6 +62,46 @@ def show(name, prompt, layer, head, request: gr.Request):
     return (heatmap(maps.weights[layer, head], maps.tokens, f"layer {layer}, head {head}"),
             grid(maps.weights, maps.tokens),
             heatmap(maps.head_average(layer), maps.tokens, f"layer {layer}, average of {n_head} heads"), note)
+
+
+@friendly
+def lens(name, prompt, request: gr.Request):
+    """(heatmap of the top next-token guess after every layer, note)."""
+    checkpoint = attention_model(name, request)
+    result = logit_lens(checkpoint.model, checkpoint.tokenizer, prompt)
+    labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(result.tokens)]
+    guesses = [[repr(t)[1:-1] for t in row] for row in result.top_tokens]
+    figure = go.Figure(go.Heatmap(
+        z=result.top_probabilities.tolist(), x=labels, y=result.layers, text=guesses, texttemplate="%{text}",
+        colorscale="Greens", zmin=0, zmax=1, colorbar={"title": "p"},
+        hovertemplate="after %{y}<br>at %{x}<br>next token %{text} (p = %{z:.3f})<extra></extra>"))
+    figure.update_layout(height=120 + 45 * len(result.layers), margin={"l": 90, "r": 20, "t": 30, "b": 60},
+                         yaxis={"autorange": "reversed"}, title="likeliest next token, read after each layer")
+    note = ("Each row reads the residual stream after that layer through the final norm and the output head "
+            "(the logit lens); the last row is the model's own prediction. Colour: the guess's probability.")
+    return figure, note
+
+
+@friendly
+def roles(name, request: gr.Request):
+    """(layers × heads heatmap per role, note)."""
+    checkpoint = attention_model(name, request)
+    result = head_roles(checkpoint.model)
+    scores = result["scores"]
+    n_layer, n_head = scores[ROLES[0]].shape
+    figure = make_subplots(rows=1, cols=len(ROLES), subplot_titles=list(ROLES), horizontal_spacing=0.06)
+    for i, role in enumerate(ROLES):
+        figure.add_trace(go.Heatmap(
+            z=scores[role].tolist(), x=[f"H{h}" for h in range(n_head)], y=[f"L{l}" for l in range(n_layer)],
+            zmin=0, zmax=1, colorscale="Purples", showscale=i == len(ROLES) - 1, texttemplate="%{z:.2f}",
+            hovertemplate=f"{role}<br>layer %{{y}}, head %{{x}}<br>score %{{z:.3f}}<extra></extra>"),
+            row=1, col=i + 1)
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(height=160 + 40 * n_layer, margin={"l": 40, "r": 20, "t": 70, "b": 30})
+    note = (f"Share of each head's attention that follows the role, on 8 random sequences of {result['length']} tokens "
+            "repeated twice: *previous token* looks at t − 1, *first token* at position 0, *induction* at the token "
+            "after the earlier copy of its own token. 1/position is what an evenly spread head scores.")
+    return figure, note
 
 
 @friendly
@@ -81,9 +129,16 @@ def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         average = gr.Plot(label="head average")
     every = gr.Plot(label="all layers × heads")
+    with gr.Row():
+        lens_button = gr.Button("Logit lens of the text")
+        roles_button = gr.Button("Score head roles")
+    inside_note = gr.Markdown()
+    inside = gr.Plot(label="logit lens / head roles")
     run.click(show, [model, prompt, layer, head], [single, every, average, note], api_name="attention",
               show_progress_on=note)
     use_generated.click(generated_text, [model], [prompt], api_name="generated_text").success(
         show, [model, prompt, layer, head], [single, every, average, note], api_name="attention_generated",
         show_progress_on=note)
+    lens_button.click(lens, [model, prompt], [inside, inside_note], api_name="logit_lens", show_progress_on=inside_note)
+    roles_button.click(roles, [model], [inside, inside_note], api_name="head_roles", show_progress_on=inside_note)
     return model
