@@ -254,6 +254,25 @@ def measured_flops_per_token(model: LanguageModel, context: int | None = None) -
 # --- scaling law --------------------------------------------------------------------------------
 
 CHINCHILLA_TOKENS_PER_PARAMETER = 20
+# The paper's fitted loss L(N, D) = E + A / N^alpha + B / D^beta (its "Approach 3", eq. 10).
+CHINCHILLA_FIT = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def chinchilla_fitted_loss(parameters: float, tokens: float) -> float:
+    """The paper's fitted loss in nats per token of *its* data (MassiveText, its tokenizer): not
+    comparable with a BabyGPT loss; it is used here only for where its minimum lies."""
+    f = CHINCHILLA_FIT
+    return f["E"] + f["A"] / parameters ** f["alpha"] + f["B"] / tokens ** f["beta"]
+
+
+def chinchilla_fitted_optimum(budget_flops: float) -> tuple[float, float]:
+    """(N, D) minimising the fitted loss under C = 6 N D: N = G (C/6)^a, D = (C/6)^b / G with
+    a = beta / (alpha + beta), b = alpha / (alpha + beta), G = (alpha A / (beta B))^(1 / (alpha + beta))."""
+    f = CHINCHILLA_FIT
+    total = f["alpha"] + f["beta"]
+    g = (f["alpha"] * f["A"] / (f["beta"] * f["B"])) ** (1 / total)
+    n = g * (budget_flops / 6) ** (f["beta"] / total)
+    return n, budget_flops / (6 * n)
 
 
 def chinchilla(parameters: int, budget_flops: float | None = None) -> dict:
@@ -266,6 +285,11 @@ def chinchilla(parameters: int, budget_flops: float | None = None) -> dict:
     For a FLOP budget C, solving C = 6 N (20 N) gives the compute-optimal size N = sqrt(C / 120)
     and D = 20 N (``compute_optimal_parameters`` / ``_tokens``); ``budget_tokens`` = C / (6 N) is
     how many tokens the given model can train on within the budget.
+
+    The paper's fitted law (``chinchilla_fitted_optimum``) splits the same budget differently:
+    ``fitted_parameters`` / ``fitted_tokens``. Its exponents make D/N grow as C^0.1, so small budgets get
+    *fewer* tokens per parameter (about 13 at 1e15 FLOPs) and large ones more (about 93 at the
+    5.76e23 FLOPs of Gopher). Both are extrapolations this far below the paper's smallest runs.
 
     N is whatever the caller passes; the paper counts all parameters (embeddings too).
     """
@@ -282,11 +306,14 @@ def chinchilla(parameters: int, budget_flops: float | None = None) -> dict:
         if budget_flops <= 0:
             raise ValueError(f"budget_flops must be positive, got {budget_flops}")
         best = math.sqrt(budget_flops / (6 * CHINCHILLA_TOKENS_PER_PARAMETER))
+        fitted_n, fitted_d = chinchilla_fitted_optimum(budget_flops)
         out.update(
             budget_flops=budget_flops,
             budget_tokens=budget_flops / (6 * parameters),
             compute_optimal_parameters=best,
             compute_optimal_tokens=CHINCHILLA_TOKENS_PER_PARAMETER * best,
+            fitted_parameters=fitted_n,
+            fitted_tokens=fitted_d,
         )
     return out
 
@@ -359,6 +386,15 @@ def _saved_per_token(config: BaseConfig, c: int) -> tuple[dict[str, float], floa
         outside += C * f + (2 * f if family == "gpt" else f + C * f)  # final norm input and statistics
     outside += C * c + config.vocab_size * f + ids  # head input, log-probabilities, targets
     return block, outside
+
+
+def kv_cache_bytes(config: BaseConfig, batch_size: int = 1, dtype: str = "float32") -> int:
+    """What sampling's KV cache holds at full context: keys and values of every layer, for
+    ``n_kv_head`` heads (grouped-query attention caches fewer heads than it queries with)."""
+    if family_of(config) not in ("gpt", "llama"):
+        return 0  # nothing to cache: the bigram and n-gram models look at a fixed window
+    heads = getattr(config, "n_kv_head", config.n_head)
+    return 2 * config.n_layer * heads * config.head_dim * config.block_size * batch_size * _DTYPE_BYTES[dtype]
 
 
 def training_memory(config: BaseConfig, batch_size: int, dtype: str = "float32") -> dict:

@@ -86,6 +86,7 @@ def test_attention_and_stats_and_download(app_url):
     assert "19 tokens" in note and "layer 1, head 2" in note
     table, chart, summary = c.predict("gpt", None, 12, 100_000, api_name="/stats")
     assert "parameters" in summary and "Chinchilla" in summary and "measured" in summary
+    assert "fitted law" in summary and "KV cache of" in summary
     assert len(table["data"]) > 3
     table, _, summary = c.predict(None, "llama", 12, 100_000, api_name="/stats")
     assert "preset **llama** (untrained)" in summary

@@ -8,13 +8,17 @@ import torch
 from babygpt.models import PRESETS, build_model, make_config
 from babygpt.stats import (
     chinchilla,
+    chinchilla_fitted_loss,
+    chinchilla_fitted_optimum,
     flops_per_token,
+    kv_cache_bytes,
     matmul_parameters,
     measured_flops_per_token,
     parameter_breakdown,
     training_memory,
 )
 from babygpt.trainer import TrainConfig, make_optimizer
+from conftest import variant_config
 
 # A 1-layer gpt small enough to count on paper: V = 5, T = 3, C = 4, 2 heads, biases, tied head.
 #
@@ -209,6 +213,33 @@ def test_chinchilla_rule():
     assert chinchilla(5000, budget_flops=120 * 5000**2)["compute_optimal_parameters"] == pytest.approx(5000)
     with pytest.raises(ValueError):
         chinchilla(0)
+
+
+@pytest.mark.parametrize("budget", [1e15, 1e18, 5.76e23])
+def test_chinchilla_fitted_law_minimises_its_loss_under_the_budget(budget):
+    n, d = chinchilla_fitted_optimum(budget)
+    assert 6 * n * d == pytest.approx(budget)
+    best = chinchilla_fitted_loss(n, d)
+    for factor in (0.8, 0.95, 1.05, 1.25):  # any other split of the same compute is worse
+        assert chinchilla_fitted_loss(n * factor, budget / (6 * n * factor)) > best
+    result = chinchilla(10**6, budget_flops=budget)
+    assert (result["fitted_parameters"], result["fitted_tokens"]) == (n, d)
+
+
+def test_chinchilla_fitted_law_gives_fewer_tokens_per_parameter_at_small_budgets():
+    small, large = chinchilla_fitted_optimum(1e15), chinchilla_fitted_optimum(5.76e23)
+    assert 12 < small[1] / small[0] < 14 and 90 < large[1] / large[0] < 96
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama-gqa", "llama-mqa-tied", "bigram"])
+def test_kv_cache_bytes_is_what_the_sampler_allocates(name):
+    config = variant_config(name)
+    model = build_model(config)
+    cache = model.new_cache(batch_size=3)
+    allocated = 0 if cache is None else sum(t.numel() * t.element_size() for t in (cache.keys, cache.values))
+    assert kv_cache_bytes(config, batch_size=3) == allocated
+    if name.startswith("llama"):
+        assert allocated < kv_cache_bytes(make_config("gpt", **{k: getattr(config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}), 3)
 
 
 # --- memory -------------------------------------------------------------------------------------

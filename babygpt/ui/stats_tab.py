@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 
 from ..models import PRESETS, build_model, make_config
 from ..runs import resolve_settings
-from ..stats import chinchilla, flops_per_token, measured_flops_per_token, parameter_breakdown, training_memory
+from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, measured_flops_per_token, parameter_breakdown,
+                     training_memory)
 from .common import friendly, session_of
 from .models import load
 
@@ -62,10 +63,15 @@ softmax, norms and activations are not counted by either column.
 {int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs ({int(budget_tokens) / optimal['optimal_tokens']:.2f}× the
 optimal token count); the compute-optimal model for that much compute has
 {optimal['compute_optimal_parameters']:,.0f} parameters trained on {optimal['compute_optimal_tokens']:,.0f} tokens.
+The paper's fitted law (L = 1.69 + 406.4/N^0.34 + 410.7/D^0.28, its Approach 3) splits the same compute into
+{optimal['fitted_parameters']:,.0f} parameters and {optimal['fitted_tokens']:,.0f} tokens
+({optimal['fitted_tokens'] / optimal['fitted_parameters']:.0f} per parameter). Both extrapolate far below the
+paper's smallest models.
 
 **Training memory** at batch {int(batch_size)} (fp32 weights, AdamW): parameters {mib(memory['parameters'])},
 gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, activations
-{mib(memory['activations'])} — total ≈ **{mib(memory['total'])}**.
+{mib(memory['activations'])} — total ≈ **{mib(memory['total'])}**. Sampling one sequence keeps a KV cache of
+{mib(kv_cache_bytes(config))} at full context.
 """
     return table, chart, summary
 
