@@ -208,7 +208,8 @@ def render_training(trainer, show: bool = True) -> None:
     for event in trainer.run():
         if event.kind == "step":
             bar.update(event.step - bar.n)
-            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, ETA {format_seconds(event.eta)}")
+            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, MFU {100 * event.mfu:.1f} %, "
+                                f"ETA {format_seconds(event.eta)}")
         elif event.kind == "eval" and show:
             others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
             bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best {event.best_val_loss:.4f}){others}")

@@ -1,10 +1,19 @@
-"""Facts about the machine a figure was measured on, for benchmark and checkpoint reports."""
+"""Facts about the machine a figure was measured on, for benchmark and checkpoint reports, and
+the matmul peak that model FLOPs utilisation (MFU) is measured against."""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import sys
+import time
 from pathlib import Path
+
+import torch
+
+PEAK_SIZE = 1024  # square matmuls this large run near the peak on a CPU and are quick to time
+_peaks: dict[str, float] = {}
 
 
 def cpu_model() -> str:
@@ -37,3 +46,56 @@ def chosen_shapes(parser, shapes_arg: str | None, quick: bool, shapes: dict) -> 
 def log(message: str) -> None:
     """Progress for a person watching; stdout carries the report."""
     print(message, file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """Where measured machine facts are kept between runs (``BABYGPT_CACHE_DIR`` overrides)."""
+    return Path(os.environ.get("BABYGPT_CACHE_DIR") or Path.home() / ".cache" / "babygpt")
+
+
+def _peak_key(device: torch.device, dtype: torch.dtype) -> str:
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{cpu_model()}, {torch.get_num_threads()} threads"
+    return f"{where} | {device.type} | {dtype} | torch {torch.__version__}"
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 10) -> float:
+    """FLOP/s of the best of ``repeats`` square matmuls: what this machine's matmuls reach at best."""
+    generator = torch.Generator(device).manual_seed(0)  # never the global RNG: a run's dropout must not shift
+    a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, device=device, dtype=dtype, generator=generator) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first one warms up caches and kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * PEAK_SIZE**3 / best
+
+
+def matmul_peak_flops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul peak, measured once and kept in ``cache_dir()/matmul_peak.json`` by
+    processor, threads, device, dtype and torch version (and in memory for this process)."""
+    device = torch.device(device)
+    key = _peak_key(device, dtype)
+    if key in _peaks:
+        return _peaks[key]
+    path = cache_dir() / "matmul_peak.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or not isinstance(known.get(key), (int, float)) or known[key] <= 0:
+        known = known if isinstance(known, dict) else {}
+        known[key] = measure_matmul_peak(device, dtype)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known, indent=2) + "\n")
+        except OSError:
+            pass  # a read-only home: measure again next process, still correct
+    _peaks[key] = float(known[key])
+    return _peaks[key]

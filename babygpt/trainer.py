@@ -33,9 +33,11 @@ from torch import nn
 
 from . import checkpoint
 from .data import Dataset
+from .machine import matmul_peak_flops
 from .models import LanguageModel
 from .models.base import check_choice, check_int, config_from_dict
 from .sampling import generate
+from .stats import flops_per_token
 
 
 @dataclass
@@ -101,6 +103,7 @@ class TrainEvent:
     loss: float | None = None
     lr: float | None = None
     tokens_per_sec: float | None = None
+    mfu: float | None = None  # model FLOPs utilisation: training FLOPs/s over this machine's matmul peak
     eta: float | None = None
     train_loss: float | None = None
     val_loss: float | None = None
@@ -181,6 +184,12 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.model, config, self.device)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        # MFU as in nanoGPT's estimate_mfu and the PaLM paper: 6N + attention FLOPs per token (frozen
+        # weights included: a LoRA fine-tune's figure counts the full model's work), over the peak of
+        # a large matmul measured on this machine (once, then cached) times the processes.
+        self.flops_per_token = flops_per_token(model.config)["training"]
+        peak_dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
+        self.peak_flops = matmul_peak_flops(self.device, peak_dtype) * self.world_size
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size {config.batch_size} must be divisible by the {self.world_size} processes")
         self.batch_generator = torch.Generator().manual_seed(config.seed)
@@ -283,6 +292,7 @@ class Trainer:
             yield TrainEvent(
                 "step", self.step, config.max_iters, self.train_seconds, self.tokens_seen,
                 loss=loss_value, lr=lr, tokens_per_sec=tokens_per_step / step_seconds, eta=eta,
+                mfu=tokens_per_step / step_seconds * self.flops_per_token / self.peak_flops,
             )
             if self.step % config.eval_interval == 0 or self.step == config.max_iters:
                 yield self.evaluate_and_save()

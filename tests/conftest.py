@@ -1,15 +1,17 @@
 import os
+import tempfile
 
 # Set before anything imports gradio or huggingface_hub: no telemetry, no network.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Measured machine facts (the matmul peak behind MFU) go to a folder of the test run, not ~/.cache.
+os.environ.setdefault("BABYGPT_CACHE_DIR", tempfile.mkdtemp(prefix="babygpt-cache-"))
 
 import contextlib
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 

@@ -31,7 +31,7 @@ def test_every_event_has_an_api_name(app_url):
 def test_train_streams_a_model_that_joins_this_session_only(app_url):
     mine, theirs = client(app_url), client(app_url)
     figure, status, sample, names, archive = train(mine)
-    assert "my-gpt" in names and "is ready" in status and "best val loss" in status
+    assert "my-gpt" in names and "is ready" in status and "best val loss" in status and "MFU" in status
     assert len(sample) > 0 and figure is not None
     with zipfile.ZipFile(archive) as z:
         assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(z.namelist())

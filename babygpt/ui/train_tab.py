@@ -124,6 +124,7 @@ def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str
 def status_line(event) -> str:
     eta = f"{event.eta:.0f} s" if event.eta is not None else "?"
     return (f"step {event.step:,}/{event.max_iters:,} · loss {event.loss:.4f} · {event.tokens_per_sec:,.0f} tokens/s · "
+            f"MFU {100 * event.mfu:.1f} % · "
             f"elapsed {event.elapsed:.0f} s · ETA {eta}")
 
 
@@ -173,7 +174,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
         trainer.stop()
     flops = flops_per_token(trainer.model.config)["training"]
     tokens_per_step = trainer.config.batch_size * trainer.model.config.block_size
-    steps, sample, last_draw = [], "", 0.0
+    steps, sample, last_draw, last_step = [], "", 0.0, None
     session.curves = {"history": trainer.history, "steps": steps, "flops_per_token": flops,
                       "tokens_per_step": tokens_per_step}
     trainable = trainer.model.num_parameters(trainable_only=True)
@@ -182,6 +183,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
     try:
         for event in trainer.run():
             if event.kind == "step":
+                last_step = event
                 steps.append((event.step, event.loss))
                 progress((event.step, event.max_iters), desc="training")
                 status = status_line(event)
@@ -198,7 +200,9 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
     finally:
         session.trainer = None
     archive = shutil.make_archive(str(session.folder / name), "zip", out_dir)
-    done = f"**{name}** is ready ({event.reason}): " + result_line(trainer) + " It is now in every tab's model list."
+    speed = f" Last step: {last_step.tokens_per_sec:,.0f} tokens/s, MFU {100 * last_step.mfu:.1f} %." if last_step else ""
+    done = (f"**{name}** is ready ({event.reason}): " + result_line(trainer) + speed
+            + " It is now in every tab's model list.")
     yield (loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step), done, sample,
            model_choices(session), archive)
 
