@@ -318,6 +318,32 @@ def chinchilla(parameters: int, budget_flops: float | None = None) -> dict:
     return out
 
 
+def loss_vs_compute_point(model_config: BaseConfig, metrics: dict) -> dict | None:
+    """Where a trained model sits on a loss-vs-compute chart: the training FLOPs it took to reach
+    its best val loss (tokens seen by then x training FLOPs per token), that loss, and the compute
+    at which a model of its size would be Chinchilla-optimal (6 N x 20 N). None without a loss
+    history or without FLOPs (the bigram table's lookups cost none)."""
+    history = metrics.get("history") or []
+    if not history:
+        return None
+    best = min(history, key=lambda h: h["val_loss"])
+    flops = flops_per_token(model_config)["training"] * best["tokens"]
+    if flops <= 0:
+        return None
+    n = parameter_count(model_config)
+    return {"flops": flops, "val_loss": best["val_loss"], "parameters": n,
+            "optimal_flops": chinchilla(n)["optimal_flops"]}
+
+
+def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (compute, loss) points that no other point beats with less or equal compute."""
+    frontier: list[tuple[float, float]] = []
+    for flops, loss in sorted(points):
+        if not frontier or loss < frontier[-1][1]:
+            frontier.append((flops, loss))
+    return frontier
+
+
 # --- memory -------------------------------------------------------------------------------------
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2}

@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -286,3 +286,15 @@ def test_logit_lens_and_head_roles_in_the_attention_tab(app_url):
     assert titles == ["previous token", "first token", "induction"] and "random sequences" in note
     with pytest.raises(AppError, match="has no attention"):
         c.predict("bigram", api_name="/head_roles")
+
+
+def test_loss_vs_compute_draws_every_model_with_a_history(app_url):
+    c = client(app_url)
+    train(c, max_iters=10)
+    figure, note = c.predict(api_name="/loss_vs_compute")
+    data = json.loads(figure["plot"])["data"]
+    names = [n for trace in data if trace["name"].startswith("trained on") for n in trace["text"]]
+    assert {"gpt", "llama", "ngram"} <= set(names) and any(n.startswith("my-gpt") for n in names)
+    layout = json.loads(figure["plot"])["layout"]
+    assert layout["xaxis"]["type"] == "log" and layout["yaxis"]["type"] == "log"
+    assert "Not drawn: bigram, gpt-kjv-lora" in note

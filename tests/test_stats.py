@@ -12,9 +12,11 @@ from babygpt.stats import (
     chinchilla_fitted_optimum,
     flops_per_token,
     kv_cache_bytes,
+    loss_vs_compute_point,
     matmul_parameters,
     measured_flops_per_token,
     parameter_breakdown,
+    pareto_frontier,
     training_memory,
 )
 from babygpt.trainer import TrainConfig, make_optimizer
@@ -362,3 +364,20 @@ def test_memory_checks_its_arguments():
         training_memory(config, 0)
     bf16, fp32 = training_memory(config, 8, "bfloat16"), training_memory(config, 8)
     assert bf16["parameters"] == fp32["parameters"] and bf16["activations"] < fp32["activations"]
+
+
+def test_loss_vs_compute_point_uses_the_tokens_seen_by_the_best_evaluation():
+    config = preset_config("gpt")
+    metrics = {"history": [{"step": 10, "tokens": 1000, "val_loss": 2.5}, {"step": 20, "tokens": 2000, "val_loss": 2.1},
+                           {"step": 30, "tokens": 3000, "val_loss": 2.2}]}
+    point = loss_vs_compute_point(config, metrics)
+    assert point["val_loss"] == 2.1 and point["flops"] == flops_per_token(config)["training"] * 2000
+    n = build_model(config).num_parameters()
+    assert point["parameters"] == n and point["optimal_flops"] == 6 * n * 20 * n
+    assert loss_vs_compute_point(config, {}) is None
+    assert loss_vs_compute_point(make_config("bigram"), metrics) is None  # lookups: no FLOPs to plot on a log axis
+
+
+def test_pareto_frontier_keeps_only_points_nothing_cheaper_beats():
+    points = [(10, 3.0), (1, 4.0), (5, 3.5), (20, 3.2), (100, 2.0), (50, 2.9)]
+    assert pareto_frontier(points) == [(1, 4.0), (5, 3.5), (10, 3.0), (50, 2.9), (100, 2.0)]

@@ -7,8 +7,9 @@ import plotly.graph_objects as go
 
 from ..models import PRESETS, build_model, make_config
 from ..runs import resolve_settings
-from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, measured_flops_per_token, parameter_breakdown,
-                     training_memory)
+from ..models import config_from_json
+from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, loss_vs_compute_point, measured_flops_per_token,
+                     parameter_breakdown, pareto_frontier, training_memory)
 from .common import friendly, session_of
 from .models import load
 
@@ -76,6 +77,47 @@ gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, acti
     return table, chart, summary
 
 
+@friendly
+def loss_vs_compute(request: gr.Request):
+    """(chart of every model's best val loss against its training FLOPs, note)."""
+    points, skipped = [], []
+    for name, path in session_of(request).models().items():
+        checkpoint = load(path)
+        point = None
+        if checkpoint.config.get("kind") != "lora":  # an adapter's loss is on another corpus, its compute partly its base's
+            point = loss_vs_compute_point(config_from_json(checkpoint.config["model"]), checkpoint.metrics)
+        if point is None:
+            skipped.append(name)
+        else:
+            points.append({**point, "name": name, "corpus": checkpoint.config.get("corpus", "?")})
+    if not points:
+        raise ValueError("no model with a loss history to draw")
+    figure = go.Figure()
+    for corpus in sorted({p["corpus"] for p in points}):
+        mine = [p for p in points if p["corpus"] == corpus]
+        label = corpus if len(corpus) < 30 else "…" + corpus[-28:]
+        figure.add_scatter(x=[p["flops"] for p in mine], y=[p["val_loss"] for p in mine], mode="markers+text",
+                           text=[p["name"] for p in mine], textposition="top center", name=f"trained on {label}",
+                           hovertemplate="%{text}<br>%{x:.2e} FLOPs<br>val loss %{y:.3f}<extra></extra>")
+        frontier = pareto_frontier([(p["flops"], p["val_loss"]) for p in mine])
+        figure.add_scatter(x=[f for f, _ in frontier], y=[l for _, l in frontier], mode="lines", line={"dash": "dot"},
+                           name=f"best so far ({label})", line_shape="hv")
+    figure.add_scatter(x=[p["optimal_flops"] for p in points], y=[p["val_loss"] for p in points], mode="markers",
+                       marker={"symbol": "diamond-open", "size": 9}, text=[p["name"] for p in points],
+                       name="Chinchilla-optimal compute for that size (6N·20N)",
+                       hovertemplate="%{text}: compute-optimal at %{x:.2e} FLOPs<extra></extra>")
+    figure.update_layout(xaxis={"type": "log", "title": "training FLOPs to the best val loss"},
+                         yaxis={"type": "log", "title": "val loss (nats/token)"}, height=480,
+                         margin={"l": 60, "r": 20, "t": 30, "b": 50}, legend={"orientation": "h", "y": -0.2})
+    note = (f"{len(points)} models: every shipped model and every model of yours. A diamond marks the compute at "
+            "which a model of that size would be Chinchilla-optimal (about 20 tokens per parameter): a point left of "
+            "its diamond saw fewer tokens than that, right of it more. The dotted line joins the best loss reached at "
+            "each compute. Losses compare only on the same corpus and tokenizer.")
+    if skipped:
+        note += f" Not drawn: {', '.join(skipped)} (no FLOPs, no loss history, or a LoRA adapter)."
+    return figure, note
+
+
 def clear_if_chosen(chosen):
     return None if chosen else gr.update()
 
@@ -97,4 +139,9 @@ def build(choices: list[str]) -> gr.Dropdown:
     preset.change(clear_if_chosen, preset, model, api_name="stats_clear_model")
     run.click(stats, [model, preset, batch_size, budget_tokens], [table, chart, summary], api_name="stats",
               show_progress_on=summary)
+    compute_button = gr.Button("Loss vs compute of every model")
+    compute_note = gr.Markdown()
+    compute_chart = gr.Plot(label="val loss against training compute")
+    compute_button.click(loss_vs_compute, None, [compute_chart, compute_note], api_name="loss_vs_compute",
+                         show_progress_on=compute_note)
     return model
