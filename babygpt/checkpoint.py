@@ -340,6 +340,35 @@ def load_adapter(directory, base=None, device: str | torch.device = "cpu", merge
     return Checkpoint(model, loaded.tokenizer, config, metrics, base=base_dir)
 
 
+# --- Attention over training ----------------------------------------------------------------------
+
+SNAPSHOTS_FILE = "attention_snapshots.safetensors"
+
+
+def save_attention_snapshots(directory, tokens: list[str], snapshots: dict[int, torch.Tensor]) -> None:
+    """Every head's attention on the probe text at each evaluation: ``step_N`` tensors
+    (layers, heads, T, T), the probe's tokens as JSON in the header."""
+    tensors = {f"step_{step}": weights.contiguous() for step, weights in snapshots.items()}
+    metadata = {"tokens": json.dumps(tokens, ensure_ascii=False)}
+    atomic_write(Path(directory) / SNAPSHOTS_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def has_attention_snapshots(directory) -> bool:
+    return directory is not None and (Path(directory) / SNAPSHOTS_FILE).is_file()
+
+
+def load_attention_snapshots(directory) -> tuple[list[str], dict[int, torch.Tensor]]:
+    """(probe tokens, {step: weights}) in step order."""
+    path = Path(directory) / SNAPSHOTS_FILE
+    try:
+        with safe_open(path, framework="pt") as f:
+            tokens = json.loads(f.metadata()["tokens"])
+            snapshots = {int(key.split("_", 1)[1]): f.get_tensor(key) for key in f.keys()}
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable attention snapshot file: {error}") from None
+    return tokens, dict(sorted(snapshots.items()))
+
+
 # --- Training state, for resuming exactly ---------------------------------------------------------
 
 

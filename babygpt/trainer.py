@@ -35,6 +35,7 @@ from . import checkpoint
 from .data import Dataset
 from .machine import matmul_peak_flops
 from .models import LanguageModel
+from .models import family_of
 from .models.base import check_choice, check_int, config_from_dict
 from .sampling import generate
 from .stats import flops_per_token
@@ -56,6 +57,7 @@ class TrainConfig:
     eval_interval: int = field(default=250, metadata={"help": "evaluate every this many steps"})
     eval_iters: int = field(default=20, metadata={"help": "batches per evaluation, per split"})
     eval_at_start: bool = field(default=False, metadata={"help": "evaluate before the first step too (a fine-tune's starting point)"})
+    attention_snapshots: bool = field(default=False, metadata={"help": "keep every head's attention on a fixed probe (the val split's first window) at each evaluation"})
     sample_tokens: int = field(default=200, metadata={"help": "tokens sampled at each evaluation (0 = none)"})
     dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 autocast (CPU and CUDA)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"})
@@ -201,6 +203,7 @@ class Trainer:
         self.best_val_loss = math.inf
         self.history: list[dict] = []
         self._tokenizer_saved = False  # a run's tokenizer never changes: write it once
+        self.attention_snapshots: dict[int, torch.Tensor] = {}  # step -> (layers, heads, T, T)
         self._stop = threading.Event()
 
     # --- control --------------------------------------------------------------------------------
@@ -233,6 +236,8 @@ class Trainer:
             torch.manual_seed(self.config.seed + self.rank + self.step)
         if f"cuda.{self.rank}" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng[f"cuda.{self.rank}"], self.device)
+        if checkpoint.has_attention_snapshots(self.out_dir):
+            _, self.attention_snapshots = checkpoint.load_attention_snapshots(self.out_dir)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -355,8 +360,24 @@ class Trainer:
         ids = generate(self.model, prompt, self.config.sample_tokens, temperature=1.0, seed=self.config.seed)
         return self.tokenizer.decode(ids)
 
+    def probe_ids(self) -> list[int]:
+        """The fixed text whose attention the snapshots show: the val split's first window."""
+        return self.dataset.val[: self.model.config.block_size].tolist()
+
+    @torch.no_grad()
+    def snapshot_attention(self) -> None:
+        self.model.eval()
+        try:
+            ids = torch.tensor([self.probe_ids()], device=self.device)
+            _, _, weights = self.model(ids, return_attention=True)
+        finally:
+            self.model.train()
+        self.attention_snapshots[self.step] = weights[0].to(torch.float16).cpu()  # half the disk, plenty for a heatmap
+
     def evaluate_and_save(self) -> TrainEvent:
         losses = self.estimate_loss()
+        if self.config.attention_snapshots and self.rank == 0 and family_of(self.model.config) in ("gpt", "llama"):
+            self.snapshot_attention()
         improved = losses["val"] < self.best_val_loss
         if improved:
             self.best_val_loss = losses["val"]
@@ -382,6 +403,9 @@ class Trainer:
                     )
                     self._tokenizer_saved = True
                 self.save_training_state(rng)
+                if self.attention_snapshots:
+                    tokens = [self.tokenizer.decode([i]) for i in self.probe_ids()]
+                    checkpoint.save_attention_snapshots(self.out_dir, tokens, self.attention_snapshots)
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
             train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,

@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/attention_history", "/attention_replay", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -256,6 +256,15 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
     html, merged, *_ = c.predict(*args, True, api_name="/compare")
     assert merged == unmerged, "merging changes the speed, not the text"
     assert "LoRA r=4 (q, v) on gpt, merged" in html
+
+    # The run kept its attention at every evaluation: step 0 (the base) and step 20.
+    slider, figure, note = c.predict("my-gpt-lora", api_name="/attention_history")
+    assert slider["maximum"] == 1 and slider["value"] == 1 and "2 snapshots, steps 0 to 20" in note
+    assert json.loads(figure["plot"])["layout"]["title"]["text"] == "step 20"
+    first = c.predict("my-gpt-lora", 0, api_name="/attention_replay")
+    assert json.loads(first["plot"])["layout"]["title"]["text"] == "step 0"
+    with pytest.raises(AppError, match="has no attention snapshots"):
+        c.predict("gpt", api_name="/attention_history")
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,28 @@ def test_attention_of_the_text_generated_in_compare(page):
     assert text.startswith("Hamlet:") and len(text) > 150, "the gpt column's text fills the box"
 
 
+def test_attention_over_training_replays_the_fine_tune(page):
+    open_tab(page, "Attention")
+    choosers = page.get_by_label("model", exact=True)
+    chooser = next(choosers.nth(i) for i in range(choosers.count()) if choosers.nth(i).is_visible())
+    chooser.click()
+    chooser.fill("my-gpt-lora")
+    chooser.press("Enter")
+    page.get_by_role("button", name="Attention over training").click()
+    page.get_by_text("2 snapshots, steps 0 to 20").wait_for(timeout=60_000)
+    page.wait_for_function("[...document.querySelectorAll('.gtitle')].some(e => e.textContent === 'step 20')",
+                           timeout=30_000)
+    slider = page.locator("input[type=number][aria-label*='evaluation'], input[type=number]").last
+    slider.fill("0")
+    slider.press("Enter")
+    page.wait_for_function("[...document.querySelectorAll('.gtitle')].some(e => e.textContent === 'step 0')",
+                           timeout=30_000)
+    shot(page, "attention-over-training")
+    chooser.click()
+    chooser.fill("gpt")
+    chooser.press("Enter")
+
+
 def test_model_stats(page):
     open_tab(page, "Model stats")
     page.get_by_role("button", name="Show stats").click()

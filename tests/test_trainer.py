@@ -10,6 +10,7 @@ from babygpt.trainer import TrainConfig, learning_rate, make_optimizer
 
 TINY_MODEL = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "dropout": 0.1}
 TINY_TRAIN = {"batch_size": 4, "max_iters": 24, "eval_interval": 8, "eval_iters": 2, "sample_tokens": 16, "warmup_iters": 4}
+TINY_TRAINING_WITH_SNAPSHOTS = {**TINY_TRAIN, "sample_tokens": 0, "attention_snapshots": True}
 
 
 def losses(trainer, stop_at=None):
@@ -253,3 +254,28 @@ def test_thread_count_is_applied():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_attention_snapshots_at_every_evaluation_survive_a_resume(tmp_path):
+    trainer = new_run("shakespeare", preset="gpt", model={**TINY_MODEL, "dropout": 0.0},
+                      train={**TINY_TRAINING_WITH_SNAPSHOTS}, out_dir=tmp_path / "run")
+    losses(trainer, stop_at=10)
+    tokens, snapshots = checkpoint.load_attention_snapshots(tmp_path / "run")
+    assert list(snapshots) == [8, 10] and len(tokens) == 16  # every evaluation, and the one at the stop
+    resumed = resume_run(tmp_path / "run")
+    losses(resumed)
+    tokens, snapshots = checkpoint.load_attention_snapshots(tmp_path / "run")
+    assert list(snapshots) == [8, 10, 16, 24]
+    assert "".join(tokens) == resumed.tokenizer.decode(resumed.dataset.val[:16].tolist())
+    with torch.no_grad():
+        resumed.model.eval()
+        _, _, weights = resumed.model(torch.tensor([resumed.probe_ids()]), return_attention=True)
+    assert snapshots[24].shape == (2, 2, 16, 16) and snapshots[24].dtype == torch.float16
+    assert torch.allclose(snapshots[24].float(), weights[0], atol=1e-3)  # the final model's own attention
+    assert not torch.allclose(snapshots[8].float(), snapshots[24].float(), atol=1e-3)  # the heads changed
+
+
+def test_models_without_attention_train_with_snapshots_asked_for(tmp_path):
+    trainer = new_run("shakespeare", preset="bigram", train={**TINY_TRAINING_WITH_SNAPSHOTS}, out_dir=tmp_path)
+    losses(trainer)
+    assert not checkpoint.has_attention_snapshots(tmp_path)

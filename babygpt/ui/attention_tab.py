@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..attention import attention_maps
+from ..checkpoint import has_attention_snapshots, load_attention_snapshots
 from ..interpret import ROLES, head_roles, logit_lens
 from .common import friendly, session_of
 from .models import load
@@ -104,6 +105,40 @@ def roles(name, request: gr.Request):
     return figure, note
 
 
+def training_snapshots(name, request):
+    path = session_of(request).path_of(name) if name else None
+    if path is None or not has_attention_snapshots(path):
+        raise ValueError(f"{name or 'this model'} has no attention snapshots: train a model in the Train tab (it keeps "
+                         "them at every evaluation), or with --attention-snapshots on the command line")
+    return load_attention_snapshots(path)
+
+
+@friendly
+def over_training(name, request: gr.Request):
+    """(slider over the snapshots, all heads at the last one, note)."""
+    tokens, snapshots = training_snapshots(name, request)
+    steps = list(snapshots)
+    note = (f"{len(steps)} snapshots, steps {steps[0]} to {steps[-1]}, of every head on the same probe text (the start "
+            f"of the val split, {len(tokens)} tokens): move the slider to watch the heads form.")
+    slider = gr.update(minimum=0, maximum=len(steps) - 1, value=len(steps) - 1, step=1, visible=True,
+                       label=f"evaluation (0 = step {steps[0]}, {len(steps) - 1} = step {steps[-1]})")
+    return slider, replay_figure(tokens, snapshots, len(steps) - 1), note
+
+
+def replay_figure(tokens, snapshots, index: int) -> go.Figure:
+    steps = list(snapshots)
+    index = min(max(int(index), 0), len(steps) - 1)
+    figure = grid(snapshots[steps[index]].float(), tokens)
+    figure.update_layout(title=f"step {steps[index]}", margin={"t": 70})
+    return figure
+
+
+@friendly
+def replay(name, index, request: gr.Request):
+    tokens, snapshots = training_snapshots(name, request)
+    return replay_figure(tokens, snapshots, index)
+
+
 @friendly
 def generated_text(name, request: gr.Request):
     """The text the Compare tab last generated: this model's own if it was compared, else the first column's."""
@@ -134,6 +169,10 @@ def build(choices: list[str]) -> gr.Dropdown:
         roles_button = gr.Button("Score head roles")
     inside_note = gr.Markdown()
     inside = gr.Plot(label="logit lens / head roles")
+    history_button = gr.Button("Attention over training (models you trained here)")
+    history_note = gr.Markdown()
+    history_step = gr.Slider(0, 1, 0, step=1, label="evaluation", visible=False)
+    history = gr.Plot(label="every head at that evaluation")
     run.click(show, [model, prompt, layer, head], [single, every, average, note], api_name="attention",
               show_progress_on=note)
     use_generated.click(generated_text, [model], [prompt], api_name="generated_text").success(
@@ -141,4 +180,7 @@ def build(choices: list[str]) -> gr.Dropdown:
         show_progress_on=note)
     lens_button.click(lens, [model, prompt], [inside, inside_note], api_name="logit_lens", show_progress_on=inside_note)
     roles_button.click(roles, [model], [inside, inside_note], api_name="head_roles", show_progress_on=inside_note)
+    history_button.click(over_training, [model], [history_step, history, history_note], api_name="attention_history",
+                         show_progress_on=history_note)
+    history_step.change(replay, [model, history_step], [history], api_name="attention_replay", show_progress="hidden")
     return model

@@ -46,7 +46,7 @@ def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, 
         if family == "llama" and int(n_head) % PRESETS[preset][1]["model"].get("n_kv_head", 1):
             model["n_kv_head"] = int(n_head)  # the form has no n_kv_head: fall back to one per head
     train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
-             "max_seconds": float(max_seconds or 0)}
+             "max_seconds": float(max_seconds or 0), "attention_snapshots": True}  # for the Attention tab's replay
     return resolve_settings(preset=preset, model=model, train=train)
 
 
@@ -157,7 +157,7 @@ def finetune(base, r, alpha, targets, drop_unknown, batch_size, max_iters, learn
             raise ValueError(f"{field_name} must be a whole number from 1 to {LIMITS[field_name]}, got {value}")
     train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
              "min_lr": min(FINETUNE_DEFAULTS["min_lr"], float(learning_rate)), "max_seconds": float(max_seconds or 0),
-             "sample_tokens": 200}
+             "sample_tokens": 200, "attention_snapshots": True}
     name, out_dir = session.new_model_dir(f"{base}-lora")
     trainer = new_finetune(session.path_of(base), corpus_source(corpus, upload), lora, train, out_dir,
                            drop_unknown=bool(drop_unknown))
