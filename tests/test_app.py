@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/attention_history", "/attention_replay", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/quantize", "/attention_history", "/attention_replay", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -307,3 +307,12 @@ def test_loss_vs_compute_draws_every_model_with_a_history(app_url):
     layout = json.loads(figure["plot"])["layout"]
     assert layout["xaxis"]["type"] == "log" and layout["yaxis"]["type"] == "log"
     assert "Not drawn: bigram, gpt-kjv-lora" in note
+
+
+def test_int8_quantization_table_in_model_stats(app_url):
+    c = client(app_url)
+    table, note = c.predict("llama", api_name="/quantize")
+    assert [row[0] for row in table["data"]] == ["fp32", "int8 weights (torchao Int8WeightOnlyConfig)"]
+    assert "less memory" in note and "val loss by" in note
+    with pytest.raises(AppError, match="pick a trained model"):
+        c.predict(None, api_name="/quantize")

@@ -39,8 +39,10 @@ ONEDNN_MIN_WEIGHTS = 128 * 1024
 class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
+        # A tensor subclass (an int8-quantized weight) takes F.linear, which dispatches to its own kernel.
         if (USE_ONEDNN and not torch.is_grad_enabled() and x.is_cpu and x.dtype == torch.float32
-                and weight.dtype == torch.float32 and weight.numel() >= ONEDNN_MIN_WEIGHTS):
+                and type(weight) is nn.Parameter and weight.dtype == torch.float32
+                and weight.numel() >= ONEDNN_MIN_WEIGHTS):
             # (input, weight, bias, then "no fused activation")
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         return F.linear(x, weight, bias)
