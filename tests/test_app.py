@@ -24,7 +24,7 @@ def train(c: Client, **overrides):
 
 def test_every_event_has_an_api_name(app_url):
     endpoints = set(client(app_url).view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/quantize", "/attention_history", "/attention_replay", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
+    assert {"/train", "/finetune", "/switch_mode", "/logit_lens", "/head_roles", "/loss_vs_compute", "/quantize", "/attention_lines", "/attention_history", "/attention_replay", "/stop_training", "/preset_values", "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text", "/attention_generated"} <= endpoints
 
 
@@ -316,3 +316,9 @@ def test_int8_quantization_table_in_model_stats(app_url):
     assert "less memory" in note and "val loss by" in note
     with pytest.raises(AppError, match="pick a trained model"):
         c.predict(None, api_name="/quantize")
+
+
+def test_bertviz_style_views(app_url):
+    head, model = client(app_url).predict("llama", "To be, or not", 2, api_name="/attention_lines")
+    assert "layer 2" in head and head.count("<g class='bv-q'>") == 13
+    assert model.count("<svg") == 16 and "L3 H3" in model

@@ -107,6 +107,13 @@ def test_attention_heatmaps(page):
     page.get_by_text("layers ×").wait_for(timeout=60_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
     shot(page, "attention")
+    page.get_by_role("button", name="BertViz-style head view and model view").click()
+    page.wait_for_function("document.querySelectorAll('.bv svg line').length > 100", timeout=60_000)
+    query = page.locator(".bv-q").nth(3)
+    query.locator("text").hover()  # CSS keeps the hovered token's lines and fades the others
+    faded = page.locator(".bv-q").nth(5).evaluate("e => getComputedStyle(e).opacity")
+    assert float(faded) < 0.2 and float(query.evaluate("e => getComputedStyle(e).opacity")) == 1
+    shot(page, "attention-lines")
     page.get_by_role("button", name="Logit lens of the text").click()
     page.get_by_text("the logit lens").wait_for(timeout=60_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 4", timeout=60_000)

@@ -6,7 +6,7 @@ import sys
 
 import gradio as gr
 
-from . import attention_tab, compare_tab, hub_tab, stats_tab, train_tab
+from . import attention_lines, attention_tab, compare_tab, hub_tab, stats_tab, train_tab
 from .common import CSS_EXTRA, base_choices, model_choices, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
@@ -57,4 +57,4 @@ def forget_session(request: gr.Request) -> None:
     end_session(request.session_hash)
 
 
-CSS = compare_tab.CSS + CSS_EXTRA
+CSS = compare_tab.CSS + attention_lines.CSS + CSS_EXTRA

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from ..attention import attention_maps
 from ..checkpoint import has_attention_snapshots, load_attention_snapshots
 from ..interpret import ROLES, head_roles, logit_lens
+from .attention_lines import head_view, model_view
 from .common import friendly, session_of
 from .models import load
 
@@ -63,6 +64,15 @@ def show(name, prompt, layer, head, request: gr.Request):
     return (heatmap(maps.weights[layer, head], maps.tokens, f"layer {layer}, head {head}"),
             grid(maps.weights, maps.tokens),
             heatmap(maps.head_average(layer), maps.tokens, f"layer {layer}, average of {n_head} heads"), note)
+
+
+@friendly
+def lines(name, prompt, layer, request: gr.Request):
+    """BertViz-style (head view of one layer, model view of every head) as HTML."""
+    checkpoint = attention_model(name, request)
+    maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
+    layer = min(max(int(layer), 0), maps.weights.shape[0] - 1)
+    return head_view(maps.weights, maps.tokens, layer), model_view(maps.weights, maps.tokens)
 
 
 @friendly
@@ -164,6 +174,10 @@ def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         average = gr.Plot(label="head average")
     every = gr.Plot(label="all layers × heads")
+    lines_button = gr.Button("BertViz-style head view and model view")
+    with gr.Row():
+        head_lines = gr.HTML(label="head view")
+        model_lines = gr.HTML(label="model view")
     with gr.Row():
         lens_button = gr.Button("Logit lens of the text")
         roles_button = gr.Button("Score head roles")
@@ -178,6 +192,7 @@ def build(choices: list[str]) -> gr.Dropdown:
     use_generated.click(generated_text, [model], [prompt], api_name="generated_text").success(
         show, [model, prompt, layer, head], [single, every, average, note], api_name="attention_generated",
         show_progress_on=note)
+    lines_button.click(lines, [model, prompt, layer], [head_lines, model_lines], api_name="attention_lines")
     lens_button.click(lens, [model, prompt], [inside, inside_note], api_name="logit_lens", show_progress_on=inside_note)
     roles_button.click(roles, [model], [inside, inside_note], api_name="head_roles", show_progress_on=inside_note)
     history_button.click(over_training, [model], [history_step, history, history_note], api_name="attention_history",
