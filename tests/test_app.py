@@ -88,8 +88,11 @@ def test_attention_and_stats_and_download(app_url):
     assert "parameters" in summary and "Chinchilla" in summary and "measured" in summary
     assert "fitted law" in summary and "KV cache of" in summary
     assert len(table["data"]) > 3
+    assert "+1.3 % off the analytic one" in summary and "recomputes QKᵀ" in summary  # the gpt preset's gap, explained
     table, _, summary = c.predict(None, "llama", 12, 100_000, api_name="/stats")
     assert "preset **llama** (untrained)" in summary
+    _, _, summary = c.predict("bigram", None, 12, 100_000, api_name="/stats")  # no matmuls: still a full report
+    assert "each token is a table lookup" in summary and "Chinchilla" in summary
     archive = c.predict("gpt", api_name="/download")
     assert zipfile.ZipFile(archive).testzip() is None
     # The shipped LoRA adapter is a model in these tabs too: its attention, and its adapters' share.

@@ -75,3 +75,35 @@ def test_head_roles_of_the_shipped_models():
         head_roles(llama, copies_of=40)
     adapter = load_checkpoint(shipped["gpt-kjv-lora"])  # adapters are models here too
     assert logit_lens(adapter.model, adapter.tokenizer, "And God said").layers[-1] == "layer 3"
+
+
+def planted_model():
+    """A 1-layer, 2-head gpt whose heads are set by hand: head 0 attends to the previous token,
+    head 1 to the first. No norms, zero token embeddings, position t embedded as the unit vector
+    e_t: then q_t . k_s is whatever the query and key matrices make of (t, s)."""
+    from babygpt.models import make_config
+
+    T, scale = 8, 30.0
+    config = make_config("gpt", vocab_size=11, block_size=T, n_layer=1, n_head=2, n_embd=2 * T, layer_norm=False,
+                         feed_forward=False, bias=False, tie_weights=False)
+    model = build_model(config).eval()
+    C = config.n_embd
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.transformer.wpe.weight[:, :T] = torch.eye(T)
+        w = model.transformer.h[0].attn.c_attn.weight  # rows: q (C), k (C), v (C); head h = rows h*T .. h*T+T
+        w[:T, :T] = scale * torch.eye(T)  # head 0: q_t = scale * e_t
+        w[C + 1 : C + T, : T - 1] = torch.eye(T - 1)  # head 0: k_s = e_(s+1), so q_t . k_s = scale when s = t - 1
+        w[T, :T] = scale  # head 1: q_t = scale * e_0 for every t
+        w[C + T, 0] = 1.0  # head 1: k_s = e_0 only for s = 0
+    return model
+
+
+def test_planted_previous_token_and_first_token_heads_are_detected():
+    roles = head_roles(planted_model())
+    scores = roles["scores"]
+    assert roles["length"] == 4
+    assert scores["previous token"][0, 0] > 0.99 and scores["first token"][0, 1] > 0.99
+    assert scores["previous token"][0, 1] < 0.2 and scores["first token"][0, 0] < 0.2
+    assert scores["induction"].max() < 0.2  # one layer cannot do induction

@@ -33,6 +33,16 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.2f} MiB"
 
 
+def flops_difference(analytic: dict, measured: dict) -> str:
+    if not analytic["training"]:
+        return "This model multiplies no matrices: each token is a table lookup."
+    gap = measured["training"] / analytic["training"] - 1
+    if abs(gap) < 5e-4:
+        return "Here the two counts agree."
+    return (f"The measured training count is {100 * gap:+.1f} % off the analytic one: PyTorch's fused attention "
+            "backward recomputes QKᵀ, which the 3× rule does not count.")
+
+
 @friendly
 def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
     """(table rows, bar chart, markdown summary) for a model or a preset's configuration."""
@@ -48,7 +58,7 @@ def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
     parameters = model.num_parameters()
     if not budget_tokens or budget_tokens < 1:
         raise ValueError("the training budget must be at least 1 token")
-    budget = int(budget_tokens) * analytic["training"]
+    budget = 6 * parameters * int(budget_tokens)  # the paper's own C = 6 N D, for every family
     optimal = chinchilla(parameters, budget_flops=budget)
     memory = training_memory(config, int(batch_size))
     summary = f"""{what}: **{parameters:,} parameters**, context {config.block_size} tokens
@@ -60,11 +70,11 @@ def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
 
 The analytic count is 2 FLOPs per weight of every matrix multiply ({analytic['matmul']:,.0f}) plus attention's
 QKᵀ and AV ({analytic['attention']:,.0f}); training is 3× the forward. Embedding lookups cost no FLOPs;
-softmax, norms and activations are not counted by either column.
+softmax, norms and activations are not counted by either column. {flops_difference(analytic, measured)}
 
 **Chinchilla** (Hoffmann et al. 2022, ~20 tokens per parameter): compute-optimal training for this size is
 {optimal['optimal_tokens']:,.0f} tokens ≈ {optimal['optimal_flops']:.2e} FLOPs. Your budget of
-{int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs ({int(budget_tokens) / optimal['optimal_tokens']:.2f}× the
+{int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs (6·N·D) ({int(budget_tokens) / optimal['optimal_tokens']:.2f}× the
 optimal token count); the compute-optimal model for that much compute has
 {optimal['compute_optimal_parameters']:,.0f} parameters trained on {optimal['compute_optimal_tokens']:,.0f} tokens.
 The paper's fitted law (L = 1.69 + 406.4/N^0.34 + 410.7/D^0.28, its Approach 3) splits the same compute into
