@@ -69,7 +69,7 @@ def test_adapter_round_trip_onto_its_base(bases, tmp_path):
     assert loaded.base == bases["gpt"]
     assert torch.equal(logits(loaded.model), logits(trainer.model))
     assert not torch.equal(logits(loaded.model), logits(checkpoint.load_checkpoint(bases["gpt"]).model))
-    adapter = {k: v for k, v in lora_state_dict(loaded.model).items()}
+    adapter = lora_state_dict(loaded.model)
     assert adapter.keys() == lora_state_dict(trainer.model).keys()
     size = (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size
     assert size < 4 * sum(v.numel() for v in adapter.values()) + 10_000  # the adapter only, not the base

@@ -76,7 +76,7 @@ def lora_settings(r, alpha, targets) -> LoRAConfig:
 
 
 @friendly
-def describe_lora(base, r, alpha, targets, batch_size, max_iters, request: gr.Request):
+def describe_lora(base, r, alpha, targets, request: gr.Request):
     """What the adapters will train, before training: their parameters and share of the model."""
     if not base:
         return "pick a base model to fine-tune"
@@ -260,7 +260,7 @@ def switch_mode(mode: str, preset: str):
 def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
                   corpus, base, r, alpha, targets, request: gr.Request):
     if mode == MODES[1]:
-        return describe_lora(base, r, alpha, targets, batch_size, max_iters, request)
+        return describe_lora(base, r, alpha, targets, request)
     return describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
                     corpus)
 
