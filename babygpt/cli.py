@@ -1,4 +1,4 @@
-"""``python -m babygpt``: train, finetune, sample, eval and list, on the command line.
+"""``python -m babygpt``: train, finetune, sample, eval, export and list, on the command line.
 
 Every model and training hyperparameter is a flag of ``train``; the flags are made from the
 config dataclasses (their ``help`` metadata), so a new field is a new flag with no edit here.
@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--drop-unknown", action="store_true", help="drop the corpus's characters the model has no token for (as a fine-tune with --drop-unknown did)")
     evaluate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint in transformers' layout (gpt as GPT-2, llama as Llama)",
+        description="Write config.json and model.safetensors that transformers.AutoModelForCausalLM loads with the "
+                    "same logits. A LoRA adapter is exported merged into its base.")
+    export.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
+    export.add_argument("--out", required=True, help="directory to create")
 
     commands.add_parser("list", help="list model families, presets and built-in corpora")
     return parser
@@ -267,6 +274,15 @@ def run_eval(args) -> int:
     return 0
 
 
+def run_export(args) -> int:
+    from .export import export_transformers
+
+    out = export_transformers(args.checkpoint, args.out)
+    print(f"wrote {out}/config.json and model.safetensors: load them with "
+          f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
+
+
 def run_list(_args) -> int:
     print("families: " + ", ".join(FAMILIES))
     print("presets:")
@@ -280,7 +296,7 @@ def run_list(_args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": run_train, "finetune": run_finetune, "sample": run_sample, "eval": run_eval,
-               "list": run_list}[args.command]
+               "export": run_export, "list": run_list}[args.command]
     try:
         return command(args)
     except (ValueError, FloatingPointError) as error:

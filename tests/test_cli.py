@@ -208,3 +208,12 @@ def test_bad_finetune_arguments_give_a_clear_error(trained, args, message, tmp_p
     result = babygpt("finetune", *base, *args, "--out", str(tmp_path / "out"), check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_writes_a_transformers_directory_and_refuses_what_it_cannot(tmp_path):
+    result = babygpt("export", "llama", "--out", str(tmp_path / "hf"))
+    assert "AutoModelForCausalLM.from_pretrained" in result.stdout
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "llama"
+    refused = babygpt("export", "gpt-time-weighted", "--out", str(tmp_path / "tw"), check=False)
+    assert refused.returncode == 2 and "GPT-2 has no equivalent of time_weighting" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "tw").exists()

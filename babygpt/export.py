@@ -1,0 +1,128 @@
+"""Export to Hugging Face ``transformers``: a BabyGPT checkpoint as a directory that
+``transformers.AutoModelForCausalLM.from_pretrained`` loads and that gives the same logits.
+
+- ``gpt`` becomes GPT-2 (``GPT2LMHeadModel``): the same modules under the same names, nanoGPT
+  having borrowed them, except that GPT-2 stores its four projection matrices transposed (its
+  ``Conv1D`` keeps weights as in x out). GPT-2 always has biases: a model without them gets zeros.
+- ``llama`` becomes Llama (``LlamaForCausalLM``): the names are transformers' already, under
+  ``model.``; the RoPE convention (rotate-half) is the same.
+- A LoRA adapter is exported merged into its base: one plain model with the adapted weights.
+
+Only what GPT-2 can express is exported: a gpt with its MLP and LayerNorms, full-rank attention
+and no time weighting (the attention-ladder presets and ``gpt-time-weighted`` are refused).
+transformers is not needed to export, only to load the result. The tokenizer is not converted:
+``tokenizer.json`` is copied as BabyGPT's own file, and the ids are BabyGPT's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from . import checkpoint
+from .lora import LoRALinear, lora_layers
+from .models import build_model, family_of
+from .tokenizer import TOKENIZER_FILE
+
+GPT2_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+
+
+def plain_model(model):
+    """The model without LoRA wrappers, adapters merged into the weights (a copy if there are any)."""
+    if not lora_layers(model):
+        return model
+    plain = build_model(model.config)
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            weight = module.base.weight.detach() + (0 if module.merged else module.delta().detach())
+            state[f"{name}.weight"] = weight
+            if module.base.bias is not None:
+                state[f"{name}.bias"] = module.base.bias.detach()
+    for name, value in model.state_dict().items():
+        if ".lora_" not in name and ".base." not in name:
+            state.setdefault(name, value)
+    if getattr(model.config, "tie_weights", False) and any(layer.tied for layer in lora_layers(model)):
+        raise ValueError("the adapter changes a head tied to the embedding: it cannot be merged into one model")
+    plain.load_state_dict(state, strict=True)
+    return plain.eval()
+
+
+def gpt2(model) -> tuple[dict, dict]:
+    c = model.config
+    unsupported = [name for name, bad in (("feed_forward=False", not c.feed_forward), ("layer_norm=False", not c.layer_norm),
+                                          ("time_weighting", c.time_weighting), (f"attn_rank={c.attn_rank}", c.attn_rank))
+                   if bad]
+    if unsupported:
+        raise ValueError(f"GPT-2 has no equivalent of {', '.join(unsupported)}: only the full gpt block exports")
+    config = {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
+        "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
+        "n_inner": 4 * c.n_embd, "activation_function": GPT2_ACTIVATIONS[c.activation], "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": c.tie_weights,
+        "torch_dtype": "float32",
+    }
+    state = {}
+    for name, value in model.state_dict().items():
+        if c.tie_weights and name == "lm_head.weight":
+            continue  # transformers ties it back to transformer.wte.weight
+        state[name] = value.t() if name.endswith(GPT2_TRANSPOSED) else value
+        if not c.bias and name.endswith(".weight") and any(name.endswith(k) for k in GPT2_TRANSPOSED):
+            state[name[: -len("weight")] + "bias"] = torch.zeros(value.shape[0])
+    if not c.bias:
+        for i in range(c.n_layer):  # GPT-2's LayerNorms always have a bias too
+            for norm in ("ln_1", "ln_2"):
+                state.setdefault(f"transformer.h.{i}.{norm}.bias", torch.zeros(c.n_embd))
+        state.setdefault("transformer.ln_f.bias", torch.zeros(c.n_embd))
+    return config, state
+
+
+def llama(model) -> tuple[dict, dict]:
+    c = model.config
+    config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd, "intermediate_size": c.hidden_size, "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv_head, "head_dim": c.head_dim,
+        "max_position_embeddings": c.block_size, "rms_norm_eps": c.norm_eps, "hidden_act": "silu",
+        "rope_parameters": {"rope_type": "default", "rope_theta": float(c.rope_theta)},
+        "tie_word_embeddings": c.tie_weights, "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
+    }
+    state = {}
+    for name, value in model.state_dict().items():
+        if c.tie_weights and name == "lm_head.weight":
+            continue
+        state[name if name.startswith("lm_head") else f"model.{name}"] = value
+    return config, state
+
+
+EXPORTERS = {"gpt": gpt2, "llama": llama}
+
+
+def export_transformers(source, out_dir) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` in transformers' layout for the checkpoint
+    ``source`` (a directory or a shipped name); ``out_dir`` must not exist yet."""
+    source_dir = checkpoint.find_checkpoint(source)
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise ValueError(f"{out_dir} already exists; export into a new directory")
+    loaded = checkpoint.load_checkpoint(source_dir)
+    family = family_of(loaded.model.config)
+    if family not in EXPORTERS:
+        raise ValueError(f"transformers has no {family} model: only gpt (as GPT-2) and llama export")
+    config, state = EXPORTERS[family](plain_model(loaded.model))
+    tensors = {name: value.detach().to(torch.float32).contiguous().clone() for name, value in state.items()}
+    out_dir.mkdir(parents=True)
+    try:
+        (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+        shutil.copyfile(checkpoint.find_checkpoint(loaded.base or source_dir) / TOKENIZER_FILE,
+                        out_dir / "babygpt_tokenizer.json")
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)  # nothing half-written
+        raise
+    return out_dir
