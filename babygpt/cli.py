@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "same logits. A LoRA adapter is exported merged into its base.")
     export.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     export.add_argument("--out", required=True, help="directory to create")
+    export.add_argument("--peft", action="store_true", help="a LoRA adapter as OUT/adapter in PEFT's layout, beside its base in OUT/base (instead of merged)")
 
     commands.add_parser("list", help="list model families, presets and built-in corpora")
     return parser
@@ -275,8 +276,14 @@ def run_eval(args) -> int:
 
 
 def run_export(args) -> int:
-    from .export import export_transformers
+    from .export import export_peft, export_transformers
 
+    if args.peft:
+        out = export_peft(args.checkpoint, args.out)
+        print(f"wrote the base to {out}/base and the adapter to {out}/adapter: load them with "
+              f"peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(out / 'base')!r}), "
+              f"{str(out / 'adapter')!r})")
+        return 0
     out = export_transformers(args.checkpoint, args.out)
     print(f"wrote {out}/config.json and model.safetensors: load them with "
           f"transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})")

@@ -217,3 +217,7 @@ def test_export_writes_a_transformers_directory_and_refuses_what_it_cannot(tmp_p
     refused = babygpt("export", "gpt-time-weighted", "--out", str(tmp_path / "tw"), check=False)
     assert refused.returncode == 2 and "GPT-2 has no equivalent of time_weighting" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "tw").exists()
+    result = babygpt("export", "gpt-kjv-lora", "--peft", "--out", str(tmp_path / "peft"))
+    assert "PeftModel.from_pretrained" in result.stdout
+    assert json.loads((tmp_path / "peft" / "adapter" / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    assert (tmp_path / "peft" / "base" / "model.safetensors").exists()

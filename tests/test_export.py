@@ -70,3 +70,57 @@ def test_what_transformers_cannot_express_is_refused(name, message, tmp_path):
     assert not (tmp_path / "hf").exists()
     with pytest.raises(ValueError, match="already exists"):
         export_transformers(out, tmp_path / "ckpt")
+
+
+def adapter_on(name, targets, directory, seed=0):
+    """A base checkpoint of variant ``name`` and a LoRA adapter on it with non-zero B, saved."""
+    from babygpt.lora import apply_lora, lora_layers
+
+    torch.manual_seed(seed)
+    model = build_model(variant_config(name))
+    randomize_(model, scale=0.3)
+    base = save(model, directory / "base")
+    adapted = apply_lora(checkpoint.load_checkpoint(base).model, LoRAConfig(r=2, alpha=3.0, targets=targets))
+    with torch.no_grad():
+        for layer in lora_layers(adapted):
+            for b in layer.lora_B.values():
+                b.normal_(0, 0.5)
+    info = {"base": str(base.resolve()), "base_sha256": checkpoint.file_sha256(base / "model.safetensors")}
+    checkpoint.save_adapter(directory / "adapter", adapted, {}, info)
+    return directory / "adapter"
+
+
+@pytest.mark.parametrize("name, targets", [("gpt", ("q", "v")), ("gpt", ("k", "o", "mlp")),
+                                           ("gpt-untied-tanh-nobias", ("q", "k", "v", "head")),
+                                           ("llama-gqa", ("q", "k", "v", "o", "mlp", "head"))])
+def test_a_peft_export_loads_onto_the_exported_base_with_the_same_logits(name, targets, tmp_path):
+    peft = pytest.importorskip("peft")
+    from babygpt.export import export_peft
+
+    adapter = adapter_on(name, targets, tmp_path)
+    out = export_peft(adapter, tmp_path / "hf")
+    base = transformers.AutoModelForCausalLM.from_pretrained(out / "base").eval()
+    idx = torch.randint(0, 20, (3, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = base(idx).logits  # before PEFT wraps the base's layers in place
+    model = peft.PeftModel.from_pretrained(base, out / "adapter").eval()
+    ours = checkpoint.load_checkpoint(adapter).model.eval()
+    with torch.no_grad():
+        expected, actual = model(idx).logits, ours(idx)[0]
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    assert (expected - plain).abs().max() > 0.1, "the adapter changes the logits"
+    with pytest.raises(ValueError, match="not a LoRA adapter"):
+        export_peft(tmp_path / "base", tmp_path / "other")
+
+
+def test_the_shipped_adapter_exports_to_peft(tmp_path):
+    peft = pytest.importorskip("peft")
+    from babygpt.export import export_peft
+
+    out = export_peft("gpt-kjv-lora", tmp_path / "hf")
+    model = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(out / "base"),
+                                           out / "adapter").eval()
+    ours = checkpoint.load_checkpoint(checkpoint.find_checkpoint("gpt-kjv-lora")).model.eval()
+    idx = torch.randint(0, 62, (2, 64), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx)[0], model(idx).logits, atol=1e-4, rtol=1e-4)
