@@ -11,14 +11,18 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from .checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_checkpoint
+from .card import card_for
 from .tokenizer import TOKENIZER_FILE
+
+CARD_FILE = "README.md"
 
 # A model's files, or a LoRA adapter's (which loads only where its base is: a shipped name travels).
 CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_FILE]
@@ -58,19 +62,40 @@ def _explain(error: Exception, repo_id: str, endpoint: str | None) -> ValueError
     return ValueError(f"{where} cannot be reached ({type(error).__name__}); check the connection and try again")
 
 
+@dataclass
+class Pushed:
+    url: str
+    card_written: bool  # False: the repo's README.md was written or edited by someone and was kept
+
+
+def _existing_card(api: HfApi, repo_id: str) -> str | None:
+    """The repo's README.md, or None when it has none (a new repo)."""
+    if not api.file_exists(repo_id, CARD_FILE):
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        return Path(api.hf_hub_download(repo_id, CARD_FILE, local_dir=folder)).read_text(encoding="utf-8")
+
+
 def push_checkpoint(directory, repo_id: str, token: str | None = None, private: bool = False,
-                    endpoint: str | None = None) -> str:
-    """Upload a checkpoint's files to ``repo_id`` (created if needed); return the repo's URL."""
+                    endpoint: str | None = None) -> Pushed:
+    """Upload a checkpoint's files and a generated model card to ``repo_id`` (created if needed).
+
+    A README.md already in the repo that someone wrote or edited is kept (``card_written`` False)."""
     repo_id = check_repo_id(repo_id)
+    directory = Path(directory)
     load_checkpoint(directory)  # never publish a checkpoint that would not load
     api = HfApi(endpoint=endpoint, token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(directory), repo_id=repo_id, allow_patterns=CHECKPOINT_FILES,
-                          commit_message="Upload BabyGPT checkpoint")
+        card, fresh = card_for(directory, repo_id, _existing_card(api, repo_id))
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
+                      for name in CHECKPOINT_FILES if (directory / name).is_file()]
+        if fresh:
+            operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8")))
+        api.create_commit(repo_id, operations, commit_message="Upload BabyGPT checkpoint")
     except HUB_ERRORS as error:
         raise _explain(error, repo_id, endpoint) from None
-    return str(url)
+    return Pushed(str(url), fresh)
 
 
 def download_checkpoint(repo_id: str, destination, token: str | None = None, endpoint: str | None = None) -> Path:

@@ -33,9 +33,10 @@ def same_logits(a, b):
 
 
 def test_push_then_load_by_repo_id_gives_the_same_model(hub, tmp_path):
-    url = push_checkpoint(GPT, "alice/tiny-gpt", token=TOKEN, private=True, endpoint=hub.url)
-    assert url.endswith("alice/tiny-gpt") and hub.repos["alice/tiny-gpt"]["private"]
-    assert set(hub.repos["alice/tiny-gpt"]["files"]) == {"config.json", "tokenizer.json", "model.safetensors", "metrics.json"}
+    pushed = push_checkpoint(GPT, "alice/tiny-gpt", token=TOKEN, private=True, endpoint=hub.url)
+    assert pushed.url.endswith("alice/tiny-gpt") and hub.repos["alice/tiny-gpt"]["private"] and pushed.card_written
+    assert set(hub.repos["alice/tiny-gpt"]["files"]) == {"config.json", "tokenizer.json", "model.safetensors", "metrics.json",
+                                                         "README.md"}
     local = download_checkpoint("alice/tiny-gpt", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
     assert sorted(p.name for p in local.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
     assert same_logits(load_checkpoint(local).model, load_checkpoint(GPT).model)
@@ -92,6 +93,28 @@ def test_an_adapter_travels_when_its_base_is_a_shipped_model(hub, tmp_path):
     adapter = shipped_checkpoints()["gpt-kjv-lora"]
     push_checkpoint(adapter, "alice/gpt-kjv-lora", token=TOKEN, endpoint=hub.url)
     assert set(hub.repos["alice/gpt-kjv-lora"]["files"]) == {"adapter_config.json", "adapter_model.safetensors",
-                                                             "metrics.json"}
+                                                             "metrics.json", "README.md"}
+    assert "LoRA adapter (r = 8" in hub.repos["alice/gpt-kjv-lora"]["files"]["README.md"].decode()
     local = download_checkpoint("alice/gpt-kjv-lora", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
     assert same_logits(load_checkpoint(local).model, load_checkpoint(adapter).model)
+
+
+def test_the_model_card_is_generated_and_a_users_edits_are_kept(hub):
+    from huggingface_hub import HfApi
+
+    push_checkpoint(GPT, "alice/carded", token=TOKEN, endpoint=hub.url)
+    card = hub.repos["alice/carded"]["files"]["README.md"].decode()
+    front, body = card.split("\n---\n", 1)
+    for line in ("library_name: babygpt", "license: mit", '- "gpt"', "model-index:", "value: 1.9519", '- "shakespeare"'):
+        assert line in front, line
+    for part in ("# alice/carded", "809,472", "1,719,808 forward", "| `n_layer` | 4 |", "| `learning_rate` | 0.001 |",
+                 "| 2,000 | 1,536,000 |", "Seed 0, temperature 0.8", "download_checkpoint(\"alice/carded\""):
+        assert part in body, part
+    assert TOKEN not in card
+    # Pushed again unedited: regenerated. Edited by its owner: kept, and the push says so.
+    assert push_checkpoint(GPT, "alice/carded", token=TOKEN, endpoint=hub.url).card_written
+    edited = card.replace("## Samples", "## Samples\n\nMy own notes.")
+    HfApi(endpoint=hub.url, token=TOKEN).upload_file(path_or_fileobj=edited.encode(), path_in_repo="README.md",
+                                                     repo_id="alice/carded")
+    again = push_checkpoint(GPT, "alice/carded", token=TOKEN, endpoint=hub.url)
+    assert not again.card_written and hub.repos["alice/carded"]["files"]["README.md"].decode() == edited

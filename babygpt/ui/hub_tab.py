@@ -35,9 +35,11 @@ def visitor_token(oauth_token: gr.OAuthToken | None) -> str | None:
 def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
     if not name:
         raise ValueError("pick a model to push")
-    url = push_checkpoint(session_of(request).path_of(name), repo_id, token=visitor_token(oauth_token),
-                          private=bool(private), endpoint=os.environ.get("HF_ENDPOINT"))
-    return f"pushed **{name}** to [{url}]({url})"
+    pushed = push_checkpoint(session_of(request).path_of(name), repo_id, token=visitor_token(oauth_token),
+                             private=bool(private), endpoint=os.environ.get("HF_ENDPOINT"))
+    card = ("with a generated model card" if pushed.card_written
+            else "keeping the repo's own README.md (it was written or edited by hand)")
+    return f"pushed **{name}** to [{pushed.url}]({pushed.url}), {card}"
 
 
 @friendly
