@@ -1,5 +1,9 @@
 """The Hugging Face Hub: push a checkpoint directory to a model repo, load one back by repo id.
 
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` are the same three verbs as in
+transformers, for every family and for LoRA adapters: ``from_pretrained`` takes a directory, a
+shipped name or a repo id.
+
 The endpoint is the ``endpoint`` argument, else ``HF_ENDPOINT`` (read by huggingface_hub), else
 huggingface.co. The token is the ``token`` argument (a Space's signed-in user), else
 huggingface_hub's usual sources (``HF_TOKEN``, the stored login). Failures become one clear
@@ -8,6 +12,7 @@ huggingface_hub's usual sources (``HF_TOKEN``, the stored login). Failures becom
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -18,7 +23,9 @@ import httpx
 from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from .checkpoint import ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_checkpoint
+from . import machine
+from .checkpoint import (ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, Checkpoint,
+                         find_checkpoint, load_checkpoint, save_adapter, save_checkpoint, shipped_checkpoints)
 from .card import card_for
 from .tokenizer import TOKENIZER_FILE
 
@@ -120,3 +127,42 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
         raise _explain(error, repo_id, endpoint) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_pretrained(loaded: Checkpoint, directory) -> Path:
+    """Write a loaded model or adapter as a checkpoint directory (what ``push_to_hub`` uploads)."""
+    directory = Path(directory)
+    config = {k: v for k, v in loaded.config.items() if k not in ("format_version", "kind", "lora", "model", "tokenizer")}
+    if loaded.config.get("kind") == "lora":
+        save_adapter(directory, loaded.model, loaded.metrics, config)
+    else:
+        save_checkpoint(directory, loaded.model, loaded.tokenizer, loaded.metrics, config)
+    return directory
+
+
+def from_pretrained(source: str, token: str | None = None, endpoint: str | None = None, cache_dir=None,
+                    device: str = "cpu") -> Checkpoint:
+    """A checkpoint from a directory, a shipped name (``gpt``) or a Hub repo id (``owner/name``).
+
+    A repo is downloaded into ``cache_dir`` (default ``~/.cache/babygpt/hub``), replacing an older
+    copy only once the new one is known to load."""
+    if Path(source).is_dir() or source in shipped_checkpoints():
+        return load_checkpoint(find_checkpoint(source), device)
+    repo_id = check_repo_id(source)
+    target = Path(cache_dir or machine.cache_dir() / "hub") / repo_id.replace("/", "--")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fresh = download_checkpoint(repo_id, target.with_name(f".{target.name}.{os.getpid()}.new"), token, endpoint)
+    if target.exists():
+        shutil.rmtree(target)
+    fresh.rename(target)
+    return load_checkpoint(target, device)
+
+
+def push_to_hub(source, repo_id: str, token: str | None = None, private: bool = False,
+                endpoint: str | None = None) -> Pushed:
+    """Push a checkpoint directory, a shipped name or a loaded ``Checkpoint`` to ``repo_id``."""
+    if isinstance(source, Checkpoint):
+        with tempfile.TemporaryDirectory() as folder:
+            return push_checkpoint(save_pretrained(source, Path(folder) / "checkpoint"), repo_id, token, private,
+                                   endpoint)
+    return push_checkpoint(find_checkpoint(source), repo_id, token, private, endpoint)

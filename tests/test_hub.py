@@ -27,7 +27,7 @@ def hub(monkeypatch):
 
 
 def same_logits(a, b):
-    idx = torch.randint(0, a.config.vocab_size, (2, 16))
+    idx = torch.randint(0, a.config.vocab_size, (2, min(16, a.config.block_size)))
     with torch.no_grad():
         return torch.equal(a(idx)[0], b(idx)[0])
 
@@ -118,3 +118,18 @@ def test_the_model_card_is_generated_and_a_users_edits_are_kept(hub):
                                                      repo_id="alice/carded")
     again = push_checkpoint(GPT, "alice/carded", token=TOKEN, endpoint=hub.url)
     assert not again.card_written and hub.repos["alice/carded"]["files"]["README.md"].decode() == edited
+
+
+@pytest.mark.parametrize("name", ["bigram", "ngram", "gpt", "llama", "gpt-kjv-lora"])
+def test_save_push_and_from_pretrained_for_every_family_and_an_adapter(hub, tmp_path, name):
+    from babygpt.hub import from_pretrained, push_to_hub, save_pretrained
+
+    original = from_pretrained(name)  # a shipped name
+    saved = save_pretrained(original, tmp_path / "saved")
+    assert same_logits(load_checkpoint(saved).model, original.model)
+    pushed = push_to_hub(original, f"alice/{name}", token=TOKEN, endpoint=hub.url)  # a loaded model, not a folder
+    assert pushed.card_written and pushed.url.endswith(f"alice/{name}")
+    for _ in range(2):  # a second load replaces the first copy
+        loaded = from_pretrained(f"alice/{name}", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+        assert same_logits(loaded.model, original.model)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"alice--{name}"]
