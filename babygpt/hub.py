@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, get_token, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import machine
@@ -91,6 +91,9 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
     repo_id = check_repo_id(repo_id)
     directory = Path(directory)
     load_checkpoint(directory)  # never publish a checkpoint that would not load
+    if token is None and get_token() is None:  # HF_TOKEN, or a stored `hf auth login`
+        raise ValueError("pushing needs a Hugging Face token with write access: sign in with Hugging Face (on a "
+                         "Space), or set HF_TOKEN / run `hf auth login` locally")
     api = HfApi(endpoint=endpoint, token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)

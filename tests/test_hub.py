@@ -133,3 +133,28 @@ def test_save_push_and_from_pretrained_for_every_family_and_an_adapter(hub, tmp_
         loaded = from_pretrained(f"alice/{name}", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
         assert same_logits(loaded.model, original.model)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"alice--{name}"]
+
+
+def test_pushing_without_any_token_says_how_to_get_one(hub, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    with pytest.raises(ValueError, match="needs a Hugging Face token .* set HF_TOKEN"):
+        push_checkpoint(GPT, "alice/x", token=None, endpoint=hub.url)
+    assert "alice/x" not in hub.repos, "nothing was sent"
+
+
+def test_train_tiny_push_and_load_by_repo_id_gives_the_same_logits(hub, tmp_path):
+    from babygpt.hub import from_pretrained
+    from babygpt.runs import new_run
+
+    trainer = new_run("shakespeare", preset="llama", model={"n_layer": 1, "n_head": 2, "n_kv_head": 1, "n_embd": 16,
+                                                              "block_size": 16},
+                      train={"batch_size": 4, "max_iters": 5, "eval_interval": 5, "eval_iters": 1, "sample_tokens": 0},
+                      out_dir=tmp_path / "tiny")
+    for _ in trainer.run():
+        pass
+    push_checkpoint(tmp_path / "tiny", "alice/tiny-llama", token=TOKEN, endpoint=hub.url)
+    loaded = from_pretrained("alice/tiny-llama", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert same_logits(loaded.model, load_checkpoint(tmp_path / "tiny").model)
+    assert "model-index" in hub.repos["alice/tiny-llama"]["files"]["README.md"].decode()
