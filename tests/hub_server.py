@@ -25,6 +25,7 @@ Routes (``{repo}`` is ``name`` or ``namespace/name``; ``{rev}`` is ``main`` or a
 Errors, shaped as the client expects them (it reads the ``X-Error-Code`` header, not only the status,
 because its own 401-to-RepositoryNotFound mapping only applies to ``https://`` URLs):
 
+    403 {"error": "You don't have the rights…"}  creating a repo outside ``FakeHub.namespaces`` (when set)
     401 {"error": "Invalid credentials"}    a write without ``Authorization: Bearer <token>``, or any request
                                             whose bearer token is wrong (X-Error-Message: "Invalid credentials
                                             in Authorization header", which the client maps to HfHubHTTPError)
@@ -83,6 +84,7 @@ class FakeHub:
 
     def __init__(self, token: str = "hf_test"):
         self.token = token
+        self.namespaces: set[str] | None = None  # where the token may create and write (None: anywhere)
         self.repos: dict[str, dict] = {}
         self.requests: list[dict] = []
         self.lock = threading.RLock()
@@ -276,6 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorized:
             raise HubError(401, "Invalid credentials")
 
+    def _require_namespace(self, repo_id: str):
+        namespace = repo_id.split("/")[0]
+        if self.hub.namespaces is not None and namespace not in self.hub.namespaces:
+            raise HubError(403, f"You don't have the rights to create a model under the namespace \"{namespace}\"")
+
     # -- endpoints -------------------------------------------------------------------------------
 
     def _create_repo(self, authorized: bool, body: bytes):
@@ -285,6 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, "FakeHub only supports model repos")
         name, org = payload["name"], payload.get("organization")
         repo_id = f"{org}/{name}" if org else name
+        self._require_namespace(repo_id)
         with self.hub.lock:
             if repo_id in self.hub.repos:
                 # Like the real Hub, the 409 body carries the url: create_repo(exist_ok=True) reads it.

@@ -158,3 +158,11 @@ def test_train_tiny_push_and_load_by_repo_id_gives_the_same_logits(hub, tmp_path
     loaded = from_pretrained("alice/tiny-llama", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
     assert same_logits(loaded.model, load_checkpoint(tmp_path / "tiny").model)
     assert "model-index" in hub.repos["alice/tiny-llama"]["files"]["README.md"].decode()
+
+
+def test_pushing_where_the_token_may_not_write_is_a_clear_message(hub):
+    hub.namespaces = {"alice"}
+    with pytest.raises(ValueError, match="your token may not write to bob/x") as error:
+        push_checkpoint(GPT, "bob/x", token=TOKEN, endpoint=hub.url)
+    assert TOKEN not in str(error.value) and "bob/x" not in hub.repos
+    assert push_checkpoint(GPT, "alice/x", token=TOKEN, endpoint=hub.url).card_written
