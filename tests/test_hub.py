@@ -77,8 +77,10 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
     with running_app(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1") as url:
         client = Client(url, verbose=False, analytics_enabled=False)
         status = client.predict("gpt", "bob/shared-gpt", True, api_name="/push")
-        assert "pushed **gpt**" in status and "bob/shared-gpt" in status
+        assert "pushed **gpt**" in status and "bob/shared-gpt" in status and "with a generated model card" in status
+        assert TOKEN not in status
         status, names = client.predict("bob/shared-gpt", api_name="/load")
+        assert TOKEN not in status
         assert "bob-shared-gpt" in status and "my-bob-shared-gpt" in names
         html, texts, *_ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0, api_name="/compare")
         assert texts["my-bob-shared-gpt"] == texts["gpt"], "the loaded copy writes exactly what the original does"
