@@ -38,3 +38,16 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
     # one round: the paired speed-up is that round's ratio of times, the inverse ratio of tokens/s
     hf = next(row for row in report["rows"] if (row["implementation"], row["precision"]) == ("hf-generate", "fp32"))
     assert cached["vs_hf_fp32"] == pytest.approx(cached["tokens_per_s"] / hf["tokens_per_s"])
+
+
+def test_speedrun_benchmark_runs_its_recipes_on_tiny_shakespeare(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "bench/speedrun.py", "--recipes", "reference,speedrun-cpu", "--budget", "3", "--json",
+         str(tmp_path / "out.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| nanoGPT's CPU recipe (the gpt preset) |" in result.stdout and "speedrun-cpu preset" in result.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["budget"] == 3 and [r["name"] for r in report["results"]] == ["reference", "speedrun-cpu"]
+    assert all(r["seconds"] < 30 and r["val_loss"] > 0 for r in report["results"])
