@@ -49,7 +49,8 @@ def generate_card(directory, name: str, samples: int = 3, sample_tokens: int = 2
     corpus_name = corpus if "/" not in corpus else Path(corpus).name
     flops = flops_per_token(model_config)
     val = metrics.get("val_loss")
-    tags = ["babygpt", family, f"{config['tokenizer'] if 'tokenizer' in config else 'char'}-tokenizer", "text-generation"]
+    tokenizer_kind = loaded.tokenizer.kind  # an adapter's config names no tokenizer: it uses its base's
+    tags = ["babygpt", family, f"{tokenizer_kind}-tokenizer", "text-generation"]
     if adapter:
         tags.append("lora")
     index = ""
@@ -80,7 +81,7 @@ def generate_card(directory, name: str, samples: int = 3, sample_tokens: int = 2
     body = f"""# {name}
 
 This is {what}, trained with BabyGPT on the `{corpus_name}` corpus
-(a {config.get('tokenizer', 'char')} tokenizer, vocabulary {model_config.vocab_size}).
+(a {tokenizer_kind} tokenizer, vocabulary {model_config.vocab_size}).
 
 - Parameters: {loaded.model.num_parameters():,} ({loaded.model.num_parameters(trainable_only=True):,} trained)
 - FLOPs per token at full context ({model_config.block_size} tokens): {flops['forward']:,.0f} forward,

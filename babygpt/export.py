@@ -75,7 +75,7 @@ def gpt2(model) -> tuple[dict, dict]:
         if c.tie_weights and name == "lm_head.weight":
             continue  # transformers ties it back to transformer.wte.weight
         state[name] = value.t() if name.endswith(GPT2_TRANSPOSED) else value
-        if not c.bias and name.endswith(".weight") and any(name.endswith(k) for k in GPT2_TRANSPOSED):
+        if not c.bias and name.endswith(GPT2_TRANSPOSED):
             state[name[: -len("weight")] + "bias"] = torch.zeros(value.shape[0])
     if not c.bias:
         for i in range(c.n_layer):  # GPT-2's LayerNorms always have a bias too

@@ -67,9 +67,10 @@ def logit_lens(model, tokenizer, text: str) -> LogitLens:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    probs = torch.stack([readout(s)[0].float().softmax(-1) for s in streams]).cpu()  # (rows, T, V)
-    if not torch.allclose(readout(streams[-1])[0], logits[0], atol=1e-4):
+    rows = [readout(s)[0] for s in streams]
+    if not torch.allclose(rows[-1], logits[0], atol=1e-4):
         raise RuntimeError("the last row of the logit lens must be the model's own output")
+    probs = torch.stack([row.float().softmax(-1) for row in rows]).cpu()  # (rows, T, V)
     top_p, top_id = probs.max(dim=-1)
     targets = torch.tensor(ids[1:])
     target_p = probs[:, :-1].gather(-1, targets.view(1, -1, 1).expand(probs.size(0), -1, 1))[..., 0] if len(ids) > 1 else None

@@ -40,6 +40,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from babygpt.checkpoint import load_checkpoint  # noqa: E402
 from babygpt.data import Dataset  # noqa: E402
 from babygpt.evaluation import split_loss  # noqa: E402
 from babygpt.machine import cpu_model, load_average, log, measure_matmul_peak  # noqa: E402
@@ -67,8 +68,6 @@ def run(preset: str, overrides: dict, budget: float, out_dir: Path) -> dict:
         if event.kind == "eval":
             log(f"  step {event.step}: val {event.val_loss:.4f} ({time.perf_counter() - started:.0f} s)")
     seconds = time.perf_counter() - started
-    from babygpt.checkpoint import load_checkpoint
-
     best = load_checkpoint(out_dir)
     text = TINY_SHAKESPEARE.read_text(encoding="utf-8")
     dataset = Dataset.from_text(text, best.tokenizer, best.model.config.block_size)

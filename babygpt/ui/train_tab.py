@@ -32,13 +32,17 @@ LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_
 PLOT_EVERY_SECONDS = 0.5
 
 
-def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds):
-    """The form's values as (family, model settings, TrainConfig), checked like the CLI checks them."""
-    values = {"n_layer": n_layer, "n_head": n_head, "n_embd": n_embd, "block_size": block_size,
-              "batch_size": batch_size, "max_iters": max_iters}
+def check_limits(**values) -> None:
+    """Each form number a whole number from 1 to its ``LIMITS`` entry."""
     for name, value in values.items():
         if value is None or int(value) != value or not 1 <= value <= LIMITS[name]:
             raise ValueError(f"{name} must be a whole number from 1 to {LIMITS[name]}, got {value}")
+
+
+def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds):
+    """The form's values as (family, model settings, TrainConfig), checked like the CLI checks them."""
+    check_limits(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size,
+                 max_iters=max_iters)
     family = PRESETS[preset][0] if preset in PRESETS else None
     model = {"block_size": int(block_size)}
     if family in ("gpt", "llama"):  # the bigram and n-gram models have no layers or heads to size
@@ -152,9 +156,7 @@ def finetune(base, r, alpha, targets, drop_unknown, batch_size, max_iters, learn
     if not base:
         raise ValueError("pick a base model to fine-tune")
     lora = lora_settings(r, alpha, targets)
-    for field_name, value in (("batch_size", batch_size), ("max_iters", max_iters)):
-        if value is None or int(value) != value or not 1 <= value <= LIMITS[field_name]:
-            raise ValueError(f"{field_name} must be a whole number from 1 to {LIMITS[field_name]}, got {value}")
+    check_limits(batch_size=batch_size, max_iters=max_iters)
     train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
              "min_lr": min(FINETUNE_DEFAULTS["min_lr"], float(learning_rate)), "max_seconds": float(max_seconds or 0),
              "sample_tokens": 200, "attention_snapshots": True}
