@@ -1,6 +1,7 @@
 """The benchmarks still run. Their figures are read by people, never asserted here."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,20 @@ def test_speedrun_benchmark_runs_its_recipes_on_tiny_shakespeare(tmp_path):
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["budget"] == 3 and [r["name"] for r in report["results"]] == ["reference", "speedrun-cpu"]
     assert all(r["seconds"] < 30 and r["val_loss"] > 0 for r in report["results"])
+
+
+def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "bench/app_speed.py", "--quick", "--train-seconds", "2", "--json", str(tmp_path / "out.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    for text in ("| start: `python app.py` until the page answers |", "| Compare, 5 models x 200 tokens |",
+                 "attention heatmaps, llama", "## Goals"):
+        assert text in result.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert [g["goal"] for g in report["goals"]][:2] == ["app start until the page answers",
+                                                        "Compare, 5 shipped models x 200 tokens"]
+    assert report["result"]["idle_rss"] < report["result"]["peak_rss_training"]
+    assert report["result"]["app_training_tokens_per_s"] > 0 and report["result"]["cli_training_tokens_per_s"] > 0

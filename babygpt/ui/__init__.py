@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import gradio as gr
 
@@ -15,13 +16,25 @@ INTRO = ("Build, train, compare and look inside tiny language models — written
          "Train one on Shakespeare in a minute, then compare it with the shipped models and look at its attention.")
 
 
-def build_app() -> gr.Blocks:
-    shipped = shipped_checkpoints()
-    for name, path in shipped.items():  # ready before the first visitor arrives
+def preload(shipped: dict) -> None:
+    """Load every shipped checkpoint, so it is ready before the first visitor arrives."""
+    for name, path in shipped.items():
         try:
             load(path)
         except ValueError as error:  # e.g. an adapter whose base was rebuilt: the app still starts
             print(f"warning: shipped checkpoint {name} does not load: {error}", file=sys.stderr)
+
+
+def build_app() -> gr.Blocks:
+    shipped = shipped_checkpoints()
+    # In a thread that then ends, never in the main thread. The first thread to run a parallel torch
+    # op gets an OpenMP thread pool that lives as long as that thread; handlers run in other threads,
+    # and while a second pool exists, libgomp stops spinning its threads (there are more of them than
+    # cores) and wakes them for every op: training in the app ran 30 % slower and Compare twice as
+    # slow. bench/app_speed.py measures both.
+    loader = threading.Thread(target=preload, args=(shipped,), name="preload")
+    loader.start()
+    loader.join()
     choices = list(shipped)
     attention_choices = [name for name, path in shipped.items() if has_attention(path)]
     bases = [name for name, path in shipped.items() if can_be_a_base(path)]

@@ -1,0 +1,235 @@
+"""The app as a visitor feels it: start-up, Compare, an attention heatmap, and memory.
+
+What it measures
+----------------
+``python app.py`` is started on a free port of 127.0.0.1, exactly as a user starts it, and driven
+through ``gradio_client`` as the browser's requests are (every figure is a round trip, queue and
+HTTP included):
+
+- **start**: from launching ``python app.py`` until ``GET /`` answers 200 (every shipped
+  checkpoint is listed by then), median of ``--starts`` launches;
+- **Compare**: the ``/compare`` endpoint with the five costliest shipped models (``gpt``, the
+  time-weighted and low-rank variants, ``llama`` and the ``gpt-kjv-lora`` adapter, which runs its
+  adapters unmerged) writing 200 new tokens each after the tab's default prompt; wall time until
+  the last column is complete, median of rounds;
+- **attention heatmap**: the ``/attention`` endpoint (one head, every head of every layer, and the
+  head average, as three plotly figures) for ``gpt`` and ``llama`` on the tab's default prompt,
+  median of rounds;
+- **memory**: the app process's resident set (``VmRSS`` in ``/proc``) when idle after start-up, and
+  again after the Compare and attention rounds; then its peak resident set (``VmHWM``) while it
+  trains the Train tab's default preset (``gpt``: nanoGPT's CPU recipe) for ``--train-seconds``;
+- **training speed in the app**: that run's tokens/s (evaluations included), against the same
+  preset trained for as long by ``python -m babygpt train`` in this run (the app's handlers run in
+  worker threads, where torch once ran 30 % slower: see ``babygpt/ui/__init__.py``).
+
+Goals (issue "Performance"): start <= 6 s, Compare of 5 models x 200 tokens <= 3 s, a heatmap
+<= 300 ms, idle RSS <= 1 GB, training the default preset <= 2 GB.
+
+Usage: ``python bench/app_speed.py`` (about 2 minutes on 2 cores), ``--quick`` (one start, one
+round, 5 s of training), ``--json PATH``. Stdout carries the markdown report; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from babygpt.machine import cpu_model, load_average, log  # noqa: E402
+
+COMPARE_MODELS = ["gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora"]
+PROMPT = "Hamlet:\n"  # the Compare and Attention tabs' default prompt
+DEFAULT_TRAINING = dict(preset="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
+                        max_iters=2000, learning_rate=1e-3)  # the Train tab as it opens
+GIB = 1024**3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def memory_of(pid: int) -> dict[str, int]:
+    """Resident set now (VmRSS) and at its peak so far (VmHWM), in bytes."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024  # the kernel reports kB
+    return fields
+
+
+@contextlib.contextmanager
+def running_app():
+    """(process, url, seconds until the page answered)."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    output = tempfile.TemporaryFile("w+")
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=output, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.perf_counter() - started > 120:
+                output.seek(0)
+                raise RuntimeError("the app did not start:\n" + output.read())
+            time.sleep(0.02)
+        yield process, url, time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def tokens_per_second(metrics: dict) -> float:
+    """Training throughput over the run so far, its evaluations included."""
+    return metrics["tokens_seen"] / metrics["train_seconds"]
+
+
+def cli_training_speed(seconds: float) -> float:
+    """The default preset trained by ``python -m babygpt train`` for ``seconds``: the reference."""
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, "-m", "babygpt", "train", "--preset", DEFAULT_TRAINING["preset"],
+                        "--max-seconds", str(seconds), "--out", out], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return tokens_per_second(json.loads((Path(out) / "metrics.json").read_text()))
+
+
+def timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: one start, one round, 5 s of training")
+    parser.add_argument("--starts", type=int, default=None, help="app launches timed (default 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of Compare and of heatmaps (default 5)")
+    parser.add_argument("--train-seconds", type=float, default=None, help="how long to train the default preset (default 30)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    starts = args.starts or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
+    train_seconds = args.train_seconds or (5 if args.quick else 30)
+    from gradio_client import Client
+
+    env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_model(),
+           "logical_cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load_average()}
+    start_seconds = []
+    for i in range(starts - 1):  # the last launch is the one measured further below
+        with running_app() as (_, _, seconds):
+            start_seconds.append(seconds)
+            log(f"start {i + 1}: {seconds:.2f} s")
+    with running_app() as (process, url, seconds):
+        start_seconds.append(seconds)
+        log(f"start {starts}: {seconds:.2f} s")
+        time.sleep(1.0)  # let the first page's requests settle before calling it idle
+        idle = memory_of(process.pid)["VmRSS"]
+        client = Client(url, verbose=False, analytics_enabled=False)
+
+        def compare(seed: int):
+            _, texts, _, _ = client.predict(COMPARE_MODELS, PROMPT, 200, 1.0, 0, 1.0, seed, api_name="/compare")
+            if set(texts) != set(COMPARE_MODELS):
+                raise RuntimeError(f"Compare answered for {sorted(texts)}, not {COMPARE_MODELS}")
+
+        def attention(model: str):
+            single, every, average, note = client.predict(model, PROMPT, 0, 0, api_name="/attention")
+            if "tokens" not in note:
+                raise RuntimeError(f"the attention tab answered {note!r}")
+
+        # A visitor's first Compare also loads the five models from disk: reported apart.
+        first_compare = timed(lambda: compare(0))
+        compare_seconds, heatmap_seconds = [], {"gpt": [], "llama": []}
+        for r in range(rounds):
+            compare_seconds.append(timed(lambda: compare(1 + r)))
+            for model in heatmap_seconds:
+                if r == 0:
+                    attention(model)  # warm: the model's first load is not the heatmap's time
+                heatmap_seconds[model].append(timed(lambda: attention(model)))
+            log(f"round {r + 1}: compare {compare_seconds[-1]:.2f} s, heatmaps "
+                + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in heatmap_seconds.items()))
+        after_use = memory_of(process.pid)["VmRSS"]
+
+        log(f"training the default preset for {train_seconds:.0f} s")
+        training = dict(DEFAULT_TRAINING, max_seconds=train_seconds, corpus="shakespeare", upload=None, x_axis="step")
+        before_training = memory_of(process.pid)["VmHWM"]
+        started = time.perf_counter()
+        *_, archive = client.predict(*training.values(), api_name="/train")
+        trained_for = time.perf_counter() - started
+        memory = memory_of(process.pid)
+        with zipfile.ZipFile(archive) as run:
+            app_speed = tokens_per_second(json.loads(run.read("metrics.json")))
+    log("the same training from the command line, for reference")
+    cli_speed = cli_training_speed(train_seconds)
+    env["loadavg_end"] = load_average()
+
+    result = {
+        "start_seconds": start_seconds, "start_median": statistics.median(start_seconds),
+        "compare_first_seconds": first_compare, "compare_seconds": compare_seconds,
+        "compare_median": statistics.median(compare_seconds),
+        "heatmap_seconds": heatmap_seconds,
+        "heatmap_median": {m: statistics.median(t) for m, t in heatmap_seconds.items()},
+        "idle_rss": idle, "rss_after_use": after_use, "peak_rss_before_training": before_training,
+        "peak_rss_training": memory["VmHWM"], "rss_after_training": memory["VmRSS"], "trained_for": trained_for,
+        "app_training_tokens_per_s": app_speed, "cli_training_tokens_per_s": cli_speed,
+    }
+    print("# babygpt app latency and memory (python app.py on 127.0.0.1, driven by gradio_client)\n")
+    for key, value in env.items():
+        print(f"- {key}: {value}")
+    print(f"- Compare models: {', '.join(COMPARE_MODELS)}; prompt {PROMPT!r}; {rounds} rounds, {starts} starts\n")
+    print("| measure | median | every run |")
+    print("|---|---:|---|")
+    print(f"| start: `python app.py` until the page answers | {result['start_median']:.2f} s | "
+          f"{', '.join(f'{s:.2f}' for s in start_seconds)} s |")
+    print(f"| Compare, 5 models x 200 tokens | {result['compare_median']:.2f} s | "
+          f"{', '.join(f'{s:.2f}' for s in compare_seconds)} s (the first after start, loading the models: {first_compare:.2f} s) |")
+    for model, times in heatmap_seconds.items():
+        print(f"| attention heatmaps, {model} | {1e3 * result['heatmap_median'][model]:.0f} ms | "
+              f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")
+    print(f"| resident memory, idle after start | {idle / GIB:.2f} GiB | after the rounds: {after_use / GIB:.2f} GiB |")
+    print(f"| peak resident memory, training the default preset for {trained_for:.0f} s | "
+          f"{memory['VmHWM'] / GIB:.2f} GiB | peak before training {before_training / GIB:.2f} GiB |")
+    print(f"| training the default preset in the app, tokens/s | {app_speed:,.0f} | "
+          f"{app_speed / cli_speed:.2f}x the command line's {cli_speed:,.0f} in the same run |")
+
+    goals = []
+
+    def goal(text: str, value: float, threshold: float, unit: str) -> None:
+        status = "PASS" if value <= threshold else "MISS"
+        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold})
+        print(f"- {status}  {text}: {value:.2f} {unit} (goal ≤ {threshold} {unit})")
+
+    print("\n## Goals\n")
+    goal("app start until the page answers", result["start_median"], 6.0, "s")
+    goal("Compare, 5 shipped models x 200 tokens", result["compare_median"], 3.0, "s")
+    goal("attention heatmap, slowest shipped model", 1e3 * max(result["heatmap_median"].values()), 300.0, "ms")
+    goal("idle resident memory", idle / GIB, 1.0, "GiB")
+    goal("peak resident memory while training the default preset", memory["VmHWM"] / GIB, 2.0, "GiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "result": result, "goals": goals}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
