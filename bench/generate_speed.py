@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             status = "SKIP"
         else:
             status = "PASS" if (value >= threshold if higher_is_better else value <= threshold) else "MISS"
-        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold})
         shown = "not measured" if value is None else f"{value:.2f}{unit} (goal {'≥' if higher_is_better else '≤'} {threshold}{unit})"
+        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold, "shown": shown})
         print(f"- {status}  {text}: {shown}")
 
     print("\n## Goals\n")

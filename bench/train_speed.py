@@ -382,12 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     def goal(text: str, key: tuple, field: str, threshold: float, fmt) -> None:
         row = by_key.get(key)
         if row is None:
-            goals.append({"goal": text, "status": "SKIP", "value": None, "threshold": threshold})
+            goals.append({"goal": text, "status": "SKIP", "value": None, "threshold": threshold,
+                          "shown": "not measured"})
             print(f"- SKIP  {text}: shape not measured")
             return
         value = row[field]
         status = "PASS" if value >= threshold else "MISS"
-        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold})
+        goals.append({"goal": text, "status": status, "value": value, "threshold": threshold, "shown": fmt(value)})
         print(f"- {status}  {text}: {fmt(value)}")
 
     def ratio(v: float) -> str:

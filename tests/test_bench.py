@@ -69,3 +69,19 @@ def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
                                                         "Compare, 5 shipped models x 200 tokens"]
     assert report["result"]["idle_rss"] < report["result"]["peak_rss_training"]
     assert report["result"]["app_training_tokens_per_s"] > 0 and report["result"]["cli_training_tokens_per_s"] > 0
+
+
+def test_one_entry_point_runs_the_benchmarks_and_writes_one_report(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "ddp_speed", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "- cpu: " in text and "- torch: " in text  # the machine it was measured on
+    assert "| ddp_speed | torchrun 2 processes, gpt: measured" in text
+    assert "## ddp_speed" in text and "| gpt | torchrun 2 processes x 1 thread | 1 |" in text
+    assert text.split("\n## ", 1)[0] in result.stdout  # the summary is also printed
+    report = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert report.returncode == 2 and "unknown benchmark" in report.stderr
