@@ -1,9 +1,6 @@
 """The app as users and API clients see it: ``python app.py`` on 127.0.0.1, driven by gradio_client."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 import zipfile
 
@@ -11,8 +8,6 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-
-from conftest import ROOT
 
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
                      learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
@@ -331,15 +326,3 @@ def test_bertviz_style_views(app_url):
     assert "layer 2" in head and head.count("<g class='bv-q'>") == 13
     assert model.count("<svg") == 16 and "L3 H3" in model
 
-
-def test_building_the_app_leaves_the_main_thread_without_an_openmp_pool():
-    """Loading checkpoints in the main thread gave it an OpenMP pool for good, and every handler
-    thread's torch ops then ran with libgomp's throttled spinning: training 30 % slower."""
-    script = ("import os, torch; torch.set_num_threads(2); from babygpt.ui import build_app; "
-              "before = len(os.listdir('/proc/self/task')); build_app(); "
-              "print(before, len(os.listdir('/proc/self/task')))")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    assert result.returncode == 0, result.stderr
-    before, after = map(int, result.stdout.split()[-2:])
-    assert after == before, f"building the app left {after - before} more threads running"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-import threading
 
 import gradio as gr
 
 from . import attention_lines, attention_tab, compare_tab, hub_tab, stats_tab, train_tab
-from .common import CSS_EXTRA, base_choices, model_choices, session_of
+from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
 TITLE = "BabyGPT"
@@ -27,14 +26,7 @@ def preload(shipped: dict) -> None:
 
 def build_app() -> gr.Blocks:
     shipped = shipped_checkpoints()
-    # In a thread that then ends, never in the main thread. The first thread to run a parallel torch
-    # op gets an OpenMP thread pool that lives as long as that thread; handlers run in other threads,
-    # and while a second pool exists, libgomp stops spinning its threads (there are more of them than
-    # cores) and wakes them for every op: training in the app ran 30 % slower and Compare twice as
-    # slow. bench/app_speed.py measures both.
-    loader = threading.Thread(target=preload, args=(shipped,), name="preload")
-    loader.start()
-    loader.join()
+    on_torch_thread(preload, shipped)  # where every handler's torch work runs: see common.py
     choices = list(shipped)
     attention_choices = [name for name, path in shipped.items() if has_attention(path)]
     bases = [name for name, path in shipped.items() if can_be_a_base(path)]

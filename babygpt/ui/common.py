@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import functools
 import inspect
+import threading
 
 import gradio as gr
 
@@ -12,28 +15,58 @@ from .models import Session, can_be_a_base, has_attention, session_for
 # Anything a user can cause raises ValueError in the library; show it, never a stack trace.
 USER_ERRORS = (ValueError, FloatingPointError)
 
+# Every handler's torch work runs on this one thread. libgomp gives each thread that runs a
+# parallel torch op a pool of OpenMP threads of its own, for as long as that thread lives; once
+# there are more such threads than cores it stops letting them spin between ops and wakes them
+# for every op instead. Gradio runs handlers on whichever of its worker threads is free, so two
+# handlers would leave two pools behind: a Compare then took twice as long and training ran 30 %
+# slower (bench/app_speed.py). A generator handler hands over one step at a time, so visitors'
+# generations still take turns.
+TORCH_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="babygpt-torch")
+_DONE = object()
 
-def friendly(fn):
-    """Turn the library's ``ValueError`` into a ``gr.Error`` the page shows as a message."""
+
+def on_torch_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the torch thread, with the caller's context (gradio's progress
+    and request live in context variables)."""
+    if threading.current_thread().name.startswith("babygpt-torch"):
+        return fn(*args, **kwargs)
+    return TORCH_THREAD.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
+
+
+def friendly(fn, torch_thread: bool = True):
+    """Turn the library's ``ValueError`` into a ``gr.Error`` the page shows as a message, and run
+    the handler on the torch thread (``torch_thread=False``: where gradio runs it)."""
+    run = on_torch_thread if torch_thread else (lambda f, *a, **k: f(*a, **k))
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def generator(*args, **kwargs):
+            steps = fn(*args, **kwargs)  # runs nothing yet
             try:
-                yield from fn(*args, **kwargs)
+                while (item := run(next, steps, _DONE)) is not _DONE:
+                    yield item
             except USER_ERRORS as error:
                 raise gr.Error(str(error)) from None
+            finally:  # a cancelled event closes this generator: close the handler's too, where it runs
+                run(steps.close)
 
         return generator
 
     @functools.wraps(fn)
     def plain(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            return run(fn, *args, **kwargs)
         except USER_ERRORS as error:
             raise gr.Error(str(error)) from None
 
     return plain
+
+
+def friendly_io(fn):
+    """``friendly`` for a handler that mostly waits on the network: a slow Hub must not hold up
+    everyone's models on the torch thread."""
+    return friendly(fn, torch_thread=False)
 
 
 def session_of(request: gr.Request | None) -> Session:

@@ -12,12 +12,12 @@ import shutil
 import gradio as gr
 
 from ..hub import download_checkpoint, push_checkpoint
-from .common import friendly, model_choices, session_of
+from .common import friendly_io, model_choices, session_of
 
 ON_A_SPACE = bool(os.environ.get("SPACE_ID"))
 
 
-@friendly
+@friendly_io
 def download(name, request: gr.Request):
     """A zip of the chosen model's checkpoint directory, made in this session's folder."""
     if not name:
@@ -31,7 +31,7 @@ def visitor_token(oauth_token: gr.OAuthToken | None) -> str | None:
     return oauth_token.token if oauth_token is not None else None  # None: HF_TOKEN or the stored login
 
 
-@friendly
+@friendly_io
 def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
     if not name:
         raise ValueError("pick a model to push")
@@ -42,7 +42,7 @@ def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken
     return f"pushed **{name}** to [{pushed.url}]({pushed.url}), {card}"
 
 
-@friendly
+@friendly_io
 def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
     session = session_of(request)
     name, folder = session.new_model_dir((repo_id or "").strip().replace("/", "-"))
