@@ -179,11 +179,24 @@ def read_config(directory) -> dict:
     return config
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def refuse_pickle(directory: Path) -> None:
+    """Unpickling a file can run any code in it. Nothing here ever unpickles, and a directory that
+    holds such files is refused whole, so no one mistakes one for part of a checkpoint."""
+    found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if found:
+        raise ValueError(f"checkpoint {directory} holds pickle files ({', '.join(found)}): BabyGPT never loads "
+                         "pickle, which can run code when loaded; a checkpoint is safetensors and JSON only")
+
+
 def load_checkpoint(directory, device: str | torch.device = "cpu") -> Checkpoint:
     """A model checkpoint, or an adapter on its base (see ``load_adapter``), ready for sampling."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"checkpoint {directory} is not a directory")
+    refuse_pickle(directory)
     if is_adapter(directory):
         return load_adapter(directory, device=device)
     config = read_config(directory)

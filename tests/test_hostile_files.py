@@ -1,0 +1,93 @@
+"""Hostile files: a checkpoint directory holding pickle is refused, and its payload never runs."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import HfApi
+
+from babygpt.checkpoint import load_checkpoint
+from babygpt.hub import download_checkpoint, push_checkpoint
+from babygpt.ui.models import shipped_checkpoints
+from conftest import ROOT
+from hub_server import FakeHub
+
+GPT = shipped_checkpoints()["gpt"]
+ADAPTER = shipped_checkpoints()["gpt-kjv-lora"]
+PICKLE_NAMES = ["pytorch_model.bin", "model.pt", "weights.pth", "state.pkl", "last.ckpt"]
+
+
+class Payload:
+    """Unpickling this writes a marker file: proof that loading ran the file's code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('the payload ran')",)
+
+
+def plant(directory, name, marker):
+    (directory / name).write_bytes(pickle.dumps(Payload(marker)))
+
+
+def test_the_payload_is_live(tmp_path):
+    """Without this, the tests below could pass because the payload does nothing."""
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.read_text() == "the payload ran"
+
+
+@pytest.mark.parametrize("name", PICKLE_NAMES)
+def test_a_checkpoint_holding_pickle_is_refused_and_the_payload_never_runs(tmp_path, name):
+    marker = tmp_path / "ran"
+    directory = tmp_path / "gpt"
+    shutil.copytree(GPT, directory)
+    plant(directory, name, marker)
+    with pytest.raises(ValueError, match=f"holds pickle files \\({name}\\).*never loads pickle"):
+        load_checkpoint(directory)
+    (directory / "model.safetensors").unlink()  # only the pickle left: still refused, not loaded
+    with pytest.raises(ValueError, match="never loads pickle"):
+        load_checkpoint(directory)
+    assert not marker.exists()
+
+
+def test_an_adapter_or_its_base_holding_pickle_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    adapter = tmp_path / "adapter"
+    shutil.copytree(ADAPTER, adapter)
+    plant(adapter, "adapter_model.bin", marker)
+    with pytest.raises(ValueError, match="never loads pickle"):
+        load_checkpoint(adapter)
+    assert not marker.exists()
+
+
+def test_the_command_line_refuses_it_with_a_message_not_a_traceback(tmp_path):
+    marker = tmp_path / "ran"
+    directory = tmp_path / "gpt"
+    shutil.copytree(GPT, directory)
+    plant(directory, "pytorch_model.bin", marker)
+    for command in (["sample", str(directory), "--prompt", "Hi", "--max-new-tokens", "5"], ["eval", str(directory)]):
+        result = subprocess.run([sys.executable, "-m", "babygpt", *command], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert result.returncode != 0 and "never loads pickle" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_a_hub_repo_holding_pickle_downloads_only_safetensors_and_json(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+    marker = tmp_path / "ran"
+    with FakeHub(token="hf_test") as hub:
+        push_checkpoint(GPT, "mallory/gpt", token="hf_test", endpoint=hub.url)
+        hub.repos["mallory/gpt"]["files"]["pytorch_model.bin"] = pickle.dumps(Payload(marker))
+        assert "pytorch_model.bin" in HfApi(endpoint=hub.url, token="hf_test").list_repo_files("mallory/gpt")
+        local = download_checkpoint("mallory/gpt", tmp_path / "copy", token="hf_test", endpoint=hub.url)
+    assert not any(p.suffix == ".bin" for p in local.iterdir())
+    load_checkpoint(local)
+    assert not marker.exists()
