@@ -29,9 +29,11 @@ copy), so its tensors and its step can never come from two different saves.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +57,13 @@ ADAPTER_FILE = "adapter_model.safetensors"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
+def remove_unfinished_writes(directory: Path) -> None:
+    """Delete the temporaries of writes a killed process never finished (the finished files are whole)."""
+    for stale in Path(directory).glob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink()
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(temporary_path)``, then move the finished file onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +73,17 @@ def atomic_write(path: Path, write) -> None:
         # among them, make their files readable by the owner only.
         temporary.touch(exist_ok=False)
         mode = temporary.stat().st_mode
-        write(str(temporary))
-        os.chmod(temporary, mode)
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            write(str(temporary))
+            os.chmod(temporary, mode)
+            with open(temporary, "rb+") as f:
+                os.fsync(f.fileno())
+        except Exception as error:  # safetensors reports the OS error inside its own exception's text
+            number = getattr(error, "errno", None) or next(map(int, re.findall(r"os error (\d+)", str(error))), None)
+            if number in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise ValueError(f"could not save {path}: {os.strerror(number)}. The {path.name} saved before "
+                                 "is intact; free some space and resume.") from None
+            raise
         os.replace(temporary, path)
         directory = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
         try:

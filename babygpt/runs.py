@@ -154,6 +154,7 @@ def resume_run(out_dir: str | Path, data: str | None = None, train: dict | None 
     check_out_dir(out_dir)
     if not Path(out_dir).is_dir():
         raise ValueError(f"cannot resume: {out_dir} is not a checkpoint directory")
+    checkpoint.remove_unfinished_writes(Path(out_dir))  # a run killed mid-save leaves its temporary behind
     if checkpoint.is_adapter(out_dir):
         config = checkpoint.read_adapter_config(out_dir)
         base_dir = checkpoint.find_checkpoint(config["base"])
