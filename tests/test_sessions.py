@@ -1,6 +1,7 @@
 """Per-visitor state of the app, tested without a server."""
 
 import threading
+import time
 
 from babygpt.ui.models import end_session, open_sessions, session_for, shipped_checkpoints
 
@@ -53,3 +54,20 @@ def test_every_event_of_the_app_is_a_named_public_api():
     assert events and all(fn.api_visibility == "public" for fn in events), [fn.name for fn in events]
     names = [fn.api_name for fn in events]
     assert len(names) == len(set(names)) and not any(n.startswith(("lambda", "describe_")) for n in names), names
+
+
+def test_sessions_unused_for_too_long_end_with_their_files_unless_training(monkeypatch):
+    """API clients never close a page, so app.unload never ends their sessions: idleness does."""
+    from babygpt.ui import models
+
+    monkeypatch.setattr(models, "IDLE_SECONDS", 0.05)
+    idle, busy = session_for("idle-visitor"), session_for("training-visitor")
+    (idle.folder / "my-gpt").mkdir()
+    busy.trainer = object()  # a run in progress
+    time.sleep(0.1)
+    session_for("someone-else")
+    assert not idle.folder.exists() and "idle-visitor" not in models._sessions
+    assert busy.folder.exists() and session_for("training-visitor") is busy
+    busy.trainer = None
+    for key in ("training-visitor", "someone-else"):
+        end_session(key)

@@ -8,10 +8,12 @@ which is deleted when the session ends, and no other session can see or name the
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,7 @@ class Session:
     stop_requested: threading.Event = field(default_factory=threading.Event)  # Stop before the run is set up
     curves: dict = field(default_factory=dict)  # the last run's loss curves, to redraw on another x axis
     last_compare: dict = field(default_factory=dict)  # the last Compare results, to recolour or inspect
+    last_used: float = field(default_factory=time.monotonic)
 
     def models(self) -> dict[str, Path]:
         """Every model this session may use, by display name: shipped first, then its own."""
@@ -88,13 +91,23 @@ class Session:
 
 _sessions: dict[str, Session] = {}
 _lock = threading.Lock()
+# A browser's session ends when its page closes (app.unload). An API client never closes a page,
+# so a session unused for this long ends too, its files with it; never one that is training.
+IDLE_SECONDS = float(os.environ.get("BABYGPT_SESSION_IDLE_SECONDS", 3600))
 
 
 def session_for(key: str) -> Session:
+    now = time.monotonic()
     with _lock:
+        idle = [k for k, s in _sessions.items() if k != key and s.trainer is None and now - s.last_used > IDLE_SECONDS]
+        ended = [_sessions.pop(k) for k in idle]
         if key not in _sessions:
             _sessions[key] = Session()
-        return _sessions[key]
+        session = _sessions[key]
+        session.last_used = now
+    for old in ended:
+        old.close()
+    return session
 
 
 def end_session(key: str) -> None:

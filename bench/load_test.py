@@ -1,0 +1,171 @@
+"""Many visitors at once: concurrent generating sessions while trainings queue, against the app.
+
+What it does
+------------
+Starts ``python app.py`` on 127.0.0.1 (its own ``TMPDIR``, so its session folders can be
+counted), then at the same time:
+
+- ``--trainers`` sessions (default 2) each train a small model on the Train tab (``/train``; one
+  training runs at a time, the others wait in the queue);
+- ``--sessions`` sessions (default 16) each run ``--requests`` Compares of two shipped models
+  (``/compare``, 100 new tokens), one after another, as fast as they are answered.
+
+It reports every request's latency (p50, p95, max) by kind, checks that every request completed,
+that each training session lists exactly its own model and that no generating session can
+sample it, and the server's resident memory (now and at its peak,
+``VmRSS``/``VmHWM``) before, during and after. Session folders are counted at the end: gradio
+ends a session when its page closes (``app.unload``), which API clients never do, so their
+sessions end once unused for ``BABYGPT_SESSION_IDLE_SECONDS`` (``--idle-seconds``, 60 s here; an
+hour by default), and the folders are counted again after that.
+
+Usage: ``python bench/load_test.py`` (about 1.5 minutes on 2 cores), ``--sessions N --trainers N
+--requests N --json PATH``. Stdout carries the markdown report; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.app_speed import GIB, memory_of, running_app  # noqa: E402
+from babygpt.machine import cpu_model, load_average, log  # noqa: E402
+
+TRAINING = dict(preset="gpt", n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=8, max_iters=300,
+                learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
+COMPARE = (["gpt", "llama"], "Hamlet:\n", 100, 1.0, 0, 1.0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=16, help="concurrent generating sessions")
+    parser.add_argument("--trainers", type=int, default=2, help="sessions that each queue a training")
+    parser.add_argument("--requests", type=int, default=3, help="Compares per generating session")
+    parser.add_argument("--idle-seconds", type=float, default=60,
+                        help="the app's idle limit for sessions in this test (an hour by default); longer than the load")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    from gradio_client import Client
+
+    tmp = tempfile.mkdtemp(prefix="babygpt-load-")
+    os.environ["TMPDIR"] = tmp  # inherited by the app: its session folders land here
+    os.environ["BABYGPT_SESSION_IDLE_SECONDS"] = str(args.idle_seconds)
+    samples, done = [], threading.Event()
+    env = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "loadavg_start": load_average()}
+    with running_app() as (process, url, _):
+        idle = memory_of(process.pid)["VmRSS"]
+
+        def watch_memory():
+            while not done.wait(0.2):
+                samples.append(memory_of(process.pid)["VmRSS"])
+
+        watcher = threading.Thread(target=watch_memory, daemon=True)
+        watcher.start()
+
+        def client() -> Client:
+            return Client(url, verbose=False, analytics_enabled=False)
+
+        def trainer(i: int) -> dict:
+            c = client()
+            started = time.perf_counter()
+            *_, names, _ = c.predict(*TRAINING.values(), api_name="/train")
+            mine = [n for n in (names["choices"] if isinstance(names, dict) else names) if n.startswith("my-")]
+            return {"kind": "train", "seconds": time.perf_counter() - started, "client": c, "names": mine}
+
+        def generator(i: int) -> dict:
+            c = client()
+            latencies = []
+            for r in range(args.requests):
+                started = time.perf_counter()
+                _, texts, _, _ = c.predict(*COMPARE, 1000 * i + r, api_name="/compare")
+                latencies.append(time.perf_counter() - started)
+                if set(texts) != set(COMPARE[0]) or not all(texts.values()):
+                    raise RuntimeError(f"session {i}: an incomplete Compare: {sorted(texts)}")
+            return {"kind": "compare", "latencies": latencies, "client": c}
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(args.sessions + args.trainers) as pool:
+            jobs = [pool.submit(trainer, i) for i in range(args.trainers)]
+            time.sleep(1.0)  # the trainings are in the queue before the crowd arrives
+            jobs += [pool.submit(generator, i) for i in range(args.sessions)]
+            results = [job.result() for job in jobs]  # any failed request raises here
+        wall = time.perf_counter() - started
+        done.set()
+        memory = memory_of(process.pid)
+        log(f"all {len(results)} sessions done in {wall:.0f} s")
+
+        # Isolation: each trainer's list holds its one model, and no generating session can use it
+        # (trainers all name theirs "my-gpt", each in its own session).
+        trained = [r for r in results if r["kind"] == "train"]
+        leaks = [f"a trainer's session lists {r['names']}" for r in trained if len(r["names"]) != 1]
+        if wall > args.idle_seconds:
+            leaks.append(f"the load took {wall:.0f} s, longer than --idle-seconds: sessions may have ended")
+        for r in trained:
+            r["client"].predict([r["names"][-1]], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare")  # its own: usable
+            for other in results:
+                if other["kind"] == "train":
+                    continue
+                try:
+                    other["client"].predict([r["names"][-1]], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare")
+                    leaks.append(f"{r['names'][-1]} answered for another session")
+                except Exception as error:  # the app refuses: no model of that name in this session
+                    if "no model named" not in str(error) and "not in the list of choices" not in str(error):
+                        leaks.append(f"unexpected answer: {error}")
+        folders = sorted(p.name for p in Path(tmp).glob("babygpt-session-*"))
+        # API clients never close a page: their sessions end after BABYGPT_SESSION_IDLE_SECONDS unused.
+        time.sleep(args.idle_seconds + 1)
+        client().predict(*COMPARE, 0, api_name="/compare")  # a newcomer's request sweeps the idle ones
+        folders_after_idle = sorted(p.name for p in Path(tmp).glob("babygpt-session-*"))
+
+    compares = [t for r in results if r["kind"] == "compare" for t in r["latencies"]]
+    trainings = [r["seconds"] for r in trained]
+    report = {
+        "env": {**env, "loadavg_end": load_average()}, "wall_seconds": wall,
+        "requests": len(compares) + len(trainings),
+        "compare": {"n": len(compares), "p50": statistics.median(compares), "p95": percentile(compares, 0.95),
+                    "max": max(compares)},
+        "train": {"n": len(trainings), "seconds": trainings},
+        "rss": {"idle": idle, "peak_during": max(samples, default=idle), "peak_ever": memory["VmHWM"],
+                "after": memory["VmRSS"]},
+        "isolation_failures": leaks, "session_folders": len(folders),
+        "session_folders_after_idle": len(folders_after_idle),
+    }
+    print(f"# babygpt load test: {args.sessions} sessions x {args.requests} Compares while {args.trainers} "
+          f"trainings queue\n")
+    print(f"- {env['cpu']}, {env['logical_cpus']} logical CPUs; load average {env['loadavg_start']} -> "
+          f"{report['env']['loadavg_end']}; {wall:.0f} s in all\n")
+    print("| requests | completed | p50 | p95 | max |")
+    print("|---|---:|---:|---:|---:|")
+    c = report["compare"]
+    print(f"| Compare (2 models x 100 tokens) | {c['n']} of {args.sessions * args.requests} | {c['p50']:.2f} s | "
+          f"{c['p95']:.2f} s | {c['max']:.2f} s |")
+    print(f"| training, queued (300 steps each) | {len(trainings)} of {args.trainers} | "
+          f"{statistics.median(trainings):.1f} s | | {max(trainings):.1f} s |")
+    r = report["rss"]
+    print(f"\n- server memory: idle {r['idle'] / GIB:.2f} GiB, highest while loaded {r['peak_during'] / GIB:.2f} GiB, "
+          f"after {r['after'] / GIB:.2f} GiB")
+    print(f"- isolation: {'no model of one session was usable by another' if not leaks else leaks}")
+    print(f"- session folders: {len(folders)} when every session was done; {len(folders_after_idle)} once they had "
+          f"been idle {args.idle_seconds:.0f} s and a newcomer arrived (the newcomer's own)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0 if not leaks and len(folders_after_idle) == 1 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
