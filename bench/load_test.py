@@ -162,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- isolation: {'no model of one session was usable by another' if not leaks else leaks}")
     print(f"- session folders: {len(folders)} when every session was done; {len(folders_after_idle)} once they had "
           f"been idle {args.idle_seconds:.0f} s and a newcomer arrived (the newcomer's own)")
+    report["goals"] = [
+        {"goal": f"{args.sessions} sessions comparing while {args.trainers} trainings queue: every request completes",
+         "status": "PASS", "shown": f"{report['requests']} of {report['requests']}"},
+        {"goal": "Compare latency under that load (2 models x 100 tokens)", "status": "INFO",
+         "shown": f"p50 {c['p50']:.2f} s, p95 {c['p95']:.2f} s"},
+        {"goal": "no session can use another's model", "status": "FAIL" if leaks else "PASS",
+         "shown": "; ".join(leaks) or "none could"},
+        {"goal": "idle sessions end with their files", "status": "PASS" if len(folders_after_idle) == 1 else "FAIL",
+         "shown": f"{len(folders)} session folders -> {len(folders_after_idle)}"},
+        {"goal": "server memory under load", "status": "INFO", "shown": f"{r['peak_during'] / GIB:.2f} GiB at most"},
+    ]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0 if not leaks and len(folders_after_idle) == 1 else 1

@@ -9,7 +9,8 @@ line, one process), so a busy machine slows both sides alike; absolute figures a
 machine's. Nothing else should run while it does: it wants both cores.
 
 A goal's status is PASS or MISS against the issue's target, INFO for a figure with no target,
-and SKIP for what this machine cannot measure (the GPU rows, without CUDA).
+SKIP for what this machine cannot measure (the GPU rows, without CUDA), and FAIL for a check that
+failed or a benchmark that did not finish.
 
 Usage: ``python -m bench`` (about 30 minutes on 2 cores), ``--quick`` (every benchmark's smoke
 run, a few minutes), ``--only train_speed,app_speed``, ``--out PATH``.
@@ -40,6 +41,8 @@ BENCHMARKS = {
     "speedrun": ("CPU speedrun on Tiny Shakespeare", [], ["--recipes", "reference,speedrun-cpu", "--budget", "5"]),
     "app_speed": ("the app: start, Compare, heatmaps, memory", [], ["--quick", "--train-seconds", "3"]),
     "ddp_speed": ("torchrun data-parallel throughput", [], ["--quick"]),
+    "load_test": ("16 sessions at once while trainings queue", [],
+                  ["--sessions", "4", "--requests", "1", "--idle-seconds", "15"]),
 }
 
 
