@@ -68,13 +68,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(**env_extra):
-    """``python app.py`` on a free port of 127.0.0.1, as a user starts it; stopped afterwards."""
+def running_app(log_to: Path | None = None, **env_extra):
+    """``python app.py`` on a free port of 127.0.0.1, as a user starts it; stopped afterwards.
+    ``log_to``: keep everything it prints in that file."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
            **env_extra}
     started = time.monotonic()
-    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody reads while the server runs
+    # a file, not a pipe: nobody reads while the server runs
+    log = open(log_to, "w+") if log_to else tempfile.TemporaryFile("w+")
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"

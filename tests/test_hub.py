@@ -73,8 +73,9 @@ def test_an_unreachable_hub_is_a_clear_message(tmp_path):
         download_checkpoint("alice/x", tmp_path / "x", token=TOKEN, endpoint="http://127.0.0.1:9")
 
 
-def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
-    with running_app(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1") as url:
+def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
+    log = tmp_path / "server.log"
+    with running_app(log, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1") as url:
         client = Client(url, verbose=False, analytics_enabled=False)
         status = client.predict("gpt", "bob/shared-gpt", True, api_name="/push")
         assert "pushed **gpt**" in status and "bob/shared-gpt" in status and "with a generated model card" in status
@@ -88,7 +89,14 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub):
             client.predict("gpt", "not a repo", True, api_name="/push")
         with pytest.raises(AppError, match="no repository bob/absent"):
             client.predict("bob/absent", api_name="/load")
+        hub.fail_next(500, count=20)
+        with pytest.raises(AppError, match="answered 500") as error:
+            client.predict("gpt", "bob/shared-gpt", True, api_name="/push")
+        assert TOKEN not in str(error.value)
     assert all(TOKEN not in str(r) for r in hub.requests)
+    printed = log.read_text()
+    assert "127.0.0.1" in printed  # the server's own output was captured
+    assert TOKEN not in printed and TOKEN[3:] not in printed  # nor its tail, in any message or traceback
 
 
 def test_an_adapter_travels_when_its_base_is_a_shipped_model(hub, tmp_path):
