@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from huggingface_hub import CommitOperationAdd, HfApi, get_token, snapshot_download
+import httpx2
+from huggingface_hub import CommitOperationAdd, HfApi, get_session, get_token, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import machine
@@ -33,7 +33,11 @@ CARD_FILE = "README.md"
 
 # A model's files, or a LoRA adapter's (which loads only where its base is: a shipped name travels).
 CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_FILE]
-HUB_ERRORS = (HfHubHTTPError, httpx.HTTPError, OSError)  # HTTP answers, transport failures, files
+# HTTP answers, transport failures and timeouts (huggingface_hub speaks httpx2), files
+HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError)
+# huggingface_hub's shared HTTP client waits for an answer forever (only file downloads have their
+# own limit): a Hub that stops answering would hang a push, and the visitor waiting on it.
+TIMEOUT_SECONDS = float(os.environ.get("BABYGPT_HUB_TIMEOUT", 60))
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
@@ -54,8 +58,16 @@ def _http_answer(error: BaseException | None) -> BaseException | None:
     return None
 
 
+def _bounded() -> None:
+    """Every request of huggingface_hub's shared client gives up after ``TIMEOUT_SECONDS``."""
+    get_session().timeout = TIMEOUT_SECONDS
+
+
 def _explain(error: Exception, repo_id: str, endpoint: str | None) -> ValueError:
     where = endpoint or "the Hugging Face Hub"
+    if isinstance(error, httpx2.TimeoutException) or isinstance(error.__cause__, httpx2.TimeoutException):
+        return ValueError(f"{where} did not answer within {TIMEOUT_SECONDS:g} s for {repo_id}; try again in a "
+                          "moment (nothing is ever half-written: a push lands whole or not at all)")
     error = _http_answer(error) or error
     if isinstance(error, RepositoryNotFoundError):
         return ValueError(f"{where} has no repository {repo_id} that you can see (is it private, or misspelt?)")
@@ -95,6 +107,7 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
         raise ValueError("pushing needs a Hugging Face token with write access: sign in with Hugging Face (on a "
                          "Space), or set HF_TOKEN / run `hf auth login` locally")
     api = HfApi(endpoint=endpoint, token=token)
+    _bounded()
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
         card, fresh = card_for(directory, repo_id, _existing_card(api, repo_id))
@@ -115,6 +128,7 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
     if destination.exists():
         raise ValueError(f"{destination} already exists")
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=destination.parent))
+    _bounded()
     try:
         snapshot_download(repo_id, endpoint=endpoint, token=token, local_dir=staging, allow_patterns=CHECKPOINT_FILES)
         for leftover in staging.iterdir():  # huggingface_hub's own cache folder, if any

@@ -89,6 +89,7 @@ class FakeHub:
         self.requests: list[dict] = []
         self.lock = threading.RLock()
         self._failures: list[int] = []
+        self._stalls: list[float] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -129,6 +130,19 @@ class FakeHub:
         """Answer the next ``count`` requests (any route) with HTTP ``status``."""
         with self.lock:
             self._failures.extend([status] * count)
+
+    def stall_next(self, seconds: float, count: int = 1) -> None:
+        """Hold the next ``count`` requests for ``seconds`` before answering them: a Hub that hangs."""
+        with self.lock:
+            self._stalls.extend([seconds] * count)
+
+    def stop_stalling(self) -> None:
+        with self.lock:
+            self._stalls.clear()
+
+    def _take_stall(self) -> float:
+        with self.lock:
+            return self._stalls.pop(0) if self._stalls else 0.0
 
     def _take_failure(self) -> int | None:
         with self.lock:
@@ -233,6 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(
                 {"method": method, "path": path, "query": split.query, "auth": "Authorization" in self.headers}
             )
+        time.sleep(self.hub._take_stall())
         status = self.hub._take_failure()
         if status is not None:
             self._json(status, {"error": "Injected failure"}, {"X-Error-Message": "Injected failure"})

@@ -1,5 +1,7 @@
 """Hub round trips against a real HTTP server on 127.0.0.1 that speaks the Hub's protocol."""
 
+import time
+
 import pytest
 import torch
 from gradio_client import Client
@@ -176,3 +178,20 @@ def test_pushing_where_the_token_may_not_write_is_a_clear_message(hub):
         push_checkpoint(GPT, "bob/x", token=TOKEN, endpoint=hub.url)
     assert TOKEN not in str(error.value) and "bob/x" not in hub.repos
     assert push_checkpoint(GPT, "alice/x", token=TOKEN, endpoint=hub.url).card_written
+
+
+def test_a_push_to_a_hub_that_stops_answering_or_cannot_be_reached_is_a_clear_message(hub, monkeypatch):
+    monkeypatch.setattr("babygpt.hub.TIMEOUT_SECONDS", 1.0)
+    push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
+    before = dict(hub.repos["alice/slow"]["files"])
+    hub.stall_next(3.0, count=50)  # more than any retry huggingface_hub makes
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="did not answer within 1 s for alice/slow"):
+        push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
+    assert time.monotonic() - started < 30, "the push gave up"
+    assert hub.repos["alice/slow"]["files"] == before
+    # (downloads: huggingface_hub bounds each file request itself, 10 s, and retries a slow answer)
+    hub.stop_stalling()
+    assert push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url).url  # retry works once it answers
+    with pytest.raises(ValueError, match="cannot be reached"):
+        push_checkpoint(GPT, "alice/x", token=TOKEN, endpoint="http://127.0.0.1:9")  # refused connection
