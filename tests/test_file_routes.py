@@ -38,3 +38,37 @@ def test_file_routes_refuse_the_project_the_system_and_other_sessions(tmp_path):
                     if answer.status_code == 200:
                         served.append(f"{route}{path}")
         assert served == []
+
+
+HOSTILE_NAMES = ["../../../../etc/passwd", "/etc/passwd", f"{ROOT}/checkpoints/gpt", "gpt/../../../etc",
+                 "..", "~", "gpt\x00", "ｇｐｔ", "gpt\u202e", "../" * 5 + "checkpoints/gpt"]
+
+
+def test_hostile_model_names_never_reach_the_file_system(tmp_path):
+    """A model name is a key into the session's own list, never a path: every endpoint that takes
+    one refuses these, and nothing appears outside the session's folder."""
+    before = set(tmp_path.iterdir())
+    with running_app(TMPDIR=str(tmp_path)) as url:
+        c = Client(url, verbose=False, analytics_enabled=False)
+        calls = {
+            "/compare": lambda name: c.predict([name], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare"),
+            "/attention": lambda name: c.predict(name, "Hi", 0, 0, api_name="/attention"),
+            "/stats": lambda name: c.predict(name, None, 12, 1000, api_name="/stats"),
+            "/download": lambda name: c.predict(name, api_name="/download"),
+            "/push": lambda name: c.predict(name, "alice/x", True, api_name="/push"),
+            "/load": lambda name: c.predict(name, api_name="/load"),
+        }
+        answered = []
+        for endpoint, call in calls.items():
+            for name in HOSTILE_NAMES:
+                try:
+                    call(name)
+                    answered.append(f"{endpoint} {name!r}")
+                except Exception as error:
+                    assert "Traceback" not in str(error)
+        assert answered == []
+    created = set(tmp_path.iterdir()) - before
+    sessions = [p for p in created if p.name.startswith("babygpt-session-")]
+    assert created - set(sessions) <= {tmp_path / "gradio"}, created  # gradio's own cache besides
+    for session in sessions:
+        assert not list(session.rglob("*")), "a refused request left files behind"
