@@ -130,6 +130,10 @@ def token_ids(
     """The core loop: yield ``(token id, the model's logits (V,), the token's sampling probability)``."""
     if not prompt_ids:
         raise ValueError("the prompt is empty: give at least one token to continue from")
+    vocab_size = model.config.vocab_size
+    unknown = [i for i in prompt_ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size]
+    if unknown:
+        raise ValueError(f"token ids must be whole numbers from 0 to {vocab_size - 1}, got {unknown[:5]}")
     check_settings(max_new_tokens, temperature, top_k, top_p)
     was_training = model.training
     model.eval()

@@ -12,7 +12,7 @@ from ..attention import attention_maps
 from ..checkpoint import has_attention_snapshots, load_attention_snapshots
 from ..interpret import ROLES, head_roles, logit_lens
 from .attention_lines import head_view, model_view
-from .common import friendly, session_of
+from .common import friendly, session_of, whole_number
 from .models import load
 
 
@@ -57,7 +57,9 @@ def show(name, prompt, layer, head, request: gr.Request):
     checkpoint = attention_model(name, request)
     maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
     n_layer, n_head = maps.weights.shape[:2]
-    layer, head = min(int(layer), n_layer - 1), min(int(head), n_head - 1)
+    # A slider set for a bigger model: the last layer or head there is.
+    layer = min(whole_number(layer, "layer", 0, 10**6), n_layer - 1)
+    head = min(whole_number(head, "head", 0, 10**6), n_head - 1)
     note = f"{len(maps.tokens)} tokens · {n_layer} layers × {n_head} heads · showing layer {layer}, head {head}"
     if maps.cut:
         note += f" · the text is longer than the context: these are its last {len(maps.tokens)} tokens"
@@ -71,7 +73,7 @@ def lines(name, prompt, layer, request: gr.Request):
     """BertViz-style (head view of one layer, model view of every head) as HTML."""
     checkpoint = attention_model(name, request)
     maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
-    layer = min(max(int(layer), 0), maps.weights.shape[0] - 1)
+    layer = min(whole_number(layer, "layer", 0, 10**6), maps.weights.shape[0] - 1)
     return head_view(maps.weights, maps.tokens, layer), model_view(maps.weights, maps.tokens)
 
 
@@ -137,7 +139,7 @@ def over_training(name, request: gr.Request):
 
 def replay_figure(tokens, snapshots, index: int) -> go.Figure:
     steps = list(snapshots)
-    index = min(max(int(index), 0), len(steps) - 1)
+    index = min(whole_number(index, "step", 0, 10**9), len(steps) - 1)
     figure = grid(snapshots[steps[index]].float(), tokens)
     figure.update_layout(title=f"step {steps[index]}", margin={"t": 70})
     return figure

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import math
 import threading
 
 import gradio as gr
@@ -67,6 +68,14 @@ def friendly_io(fn):
     """``friendly`` for a handler that mostly waits on the network: a slow Hub must not hold up
     everyone's models on the torch thread."""
     return friendly(fn, torch_thread=False)
+
+
+def whole_number(value, name: str, low: int, high: int) -> int:
+    """A number from the page or from an API client, which may send anything (NaN, inf, 1e300, text)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or int(value) != value or not low <= value <= high):
+        raise ValueError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}")
+    return int(value)
 
 
 def session_of(request: gr.Request | None) -> Session:

@@ -13,7 +13,7 @@ from ..quantize import quantization_report
 from ..runs import fit_to_vocabulary
 from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, loss_vs_compute_point, measured_flops_per_token,
                      parameter_breakdown, pareto_frontier, training_memory)
-from .common import friendly, session_of
+from .common import friendly, session_of, whole_number
 from .models import load
 
 CHARACTER_VOCABULARY = 65
@@ -56,9 +56,9 @@ def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
     analytic = flops_per_token(config)
     measured = measured_flops_per_token(model)
     parameters = model.num_parameters()
-    if not budget_tokens or budget_tokens < 1:
-        raise ValueError("the training budget must be at least 1 token")
-    budget = 6 * parameters * int(budget_tokens)  # the paper's own C = 6 N D, for every family
+    budget_tokens = whole_number(budget_tokens, "the training budget in tokens", 1, 10**15)
+    batch_size = whole_number(batch_size, "batch size", 1, 4096)
+    budget = 6 * parameters * budget_tokens  # the paper's own C = 6 N D, for every family
     optimal = chinchilla(parameters, budget_flops=budget)
     memory = training_memory(config, int(batch_size))
     summary = f"""{what}: **{parameters:,} parameters**, context {config.block_size} tokens

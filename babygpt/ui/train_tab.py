@@ -19,7 +19,7 @@ from ..lora import TARGETS, LoRAConfig, adapter_parameters
 from ..models import PRESETS, config_from_json, make_config
 from ..runs import FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
-from .common import friendly, model_choices, session_of
+from .common import friendly, model_choices, session_of, whole_number
 from .models import load
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -35,8 +35,7 @@ PLOT_EVERY_SECONDS = 0.5
 def check_limits(**values) -> None:
     """Each form number a whole number from 1 to its ``LIMITS`` entry."""
     for name, value in values.items():
-        if value is None or int(value) != value or not 1 <= value <= LIMITS[name]:
-            raise ValueError(f"{name} must be a whole number from 1 to {LIMITS[name]}, got {value}")
+        whole_number(value, name, 1, LIMITS[name])
 
 
 def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds):
