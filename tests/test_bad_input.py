@@ -1,0 +1,218 @@
+"""Every bad input we tried, and what the user sees: one row of SECURITY.md per case, each a test.
+
+A case is (surface, what is sent, a piece of the message the user sees). The Python API raises
+``ValueError`` with that message; the command line exits non-zero and prints it, with no
+traceback; the app answers it as an error through the same queue the page uses. The last test
+checks that SECURITY.md's table lists exactly these cases.
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from babygpt.checkpoint import load_checkpoint
+from babygpt.models import build_model
+from babygpt.runs import new_run
+from babygpt.sampling import generate
+from babygpt.tokenizer import CharTokenizer
+from babygpt.ui.models import shipped_checkpoints
+from conftest import ROOT, variant_config
+
+GPT = shipped_checkpoints()["gpt"]
+TINY = build_model(variant_config("gpt", vocab_size=20, n_layer=1, n_head=2, n_embd=16, block_size=8))
+
+
+def broken_checkpoint(tmp_path: Path, damage: str) -> Path:
+    directory = tmp_path / f"gpt-{damage}"
+    shutil.copytree(GPT, directory)
+    if damage == "truncated weights":
+        weights = directory / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "missing weights":
+        (directory / "model.safetensors").unlink()
+    elif damage == "config not JSON":
+        (directory / "config.json").write_text("{not json")
+    elif damage == "config from a newer version":
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, "format_version": 99}))
+    elif damage == "weights of another shape":
+        other = tmp_path / "other"
+        shutil.copytree(shipped_checkpoints()["llama"], other)
+        shutil.copy(other / "model.safetensors", directory / "model.safetensors")
+    return directory
+
+
+def corpus(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind.replace(' ', '-')}.txt"
+    contents = {"empty": b"", "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00", "not UTF-8": "café".encode("latin-1") * 50,
+                "one character": b"a" * 3}
+    path.write_bytes(contents[kind])
+    return path
+
+
+# (surface, what is sent, a piece of the message), grouped by surface.
+API = [
+    ("Python", "load_checkpoint of a folder that does not exist", "is not a directory"),
+    ("Python", "a checkpoint whose model.safetensors is truncated", "is not a readable safetensors file"),
+    ("Python", "a checkpoint without model.safetensors", "model.safetensors is missing"),
+    ("Python", "a checkpoint whose config.json is not JSON", "is not valid JSON"),
+    ("Python", "a checkpoint from a newer BabyGPT (format_version 99)", "newer than this BabyGPT understands"),
+    ("Python", "a checkpoint whose weights have another shape", "does not match the config"),
+    ("Python", "generate from token ids outside the vocabulary (-1, 20)", "token ids must be whole numbers"),
+    ("Python", "generate at temperature NaN", "temperature must be 0 (greedy) or positive"),
+    ("Python", "generate at temperature inf", "temperature must be 0 (greedy) or positive"),
+    ("Python", "generate with top_p 0", "top_p must be in (0, 1]"),
+    ("Python", "generate with top_k -1", "top_k must be 0 (off) or a positive whole number"),
+    ("Python", "generate 10⁹ new tokens", "max_new_tokens must be between 0 and"),
+    ("Python", "encode an emoji with a character tokenizer that never saw it", "not in this model's vocabulary"),
+    ("Python", "train on an empty corpus", "is empty"),
+    ("Python", "train with an unknown preset", "unknown preset"),
+    ("Python", "train with learning rate NaN", "learning_rate"),
+]
+
+CLI = [
+    ("CLI", "sample a checkpoint folder that does not exist", "not a directory, nor a shipped model"),
+    ("CLI", "sample a checkpoint whose weights are truncated", "is not a readable safetensors file"),
+    ("CLI", "eval a checkpoint from a newer BabyGPT", "newer than this BabyGPT understands"),
+    ("CLI", "train with n_embd 30 over 4 heads", "divisible"),
+    ("CLI", "train on a corpus file that does not exist", "no such"),
+    ("CLI", "train on a binary file", "is a binary file"),
+    ("CLI", "train on a file that is not UTF-8", "not UTF-8"),
+    ("CLI", "train on an empty file", "is empty"),
+    ("CLI", "train for -1 iterations", "max_iters"),
+    ("CLI", "train at learning rate nan", "learning_rate"),
+    ("CLI", "sample at temperature inf", "temperature must be 0 (greedy) or positive"),
+]
+
+APP = [
+    ("app /compare", "an empty prompt", "prompt is empty"),
+    ("app /compare", "an emoji prompt to a model that never saw it", "has never seen '🙂'"),
+    ("app /compare", "a model name no one has", "no model named"),
+    ("app /compare", "a model name with ../ in it", "no model named"),
+    ("app /compare", "7 models at once (the cap is 6)", "compare at most 6 models"),
+    ("app /train", "n_layer 13 (the cap is 12)", "Value 13 is greater than maximum value 12"),
+    ("app /train", "batch size 0", "Value 0 is less than minimum value 1"),
+    ("app /train", "an uploaded binary file", "is a binary file"),
+    ("app /train", "an uploaded file that is not UTF-8", "not UTF-8"),
+    ("app /train", "an uploaded empty file", "is empty"),
+    ("app /attention", "head 10⁹", "head must be a whole number from 0 to 1,000,000"),
+    ("app /attention", "an empty text", "text is empty"),
+    ("app /stats", "a training budget of 0 tokens", "the training budget in tokens must be a whole number"),
+    ("app /stats", "batch size 10⁹", "batch size must be a whole number from 1 to 4,096"),
+    ("app /load", "the repo id ../etc", "is not a repo id"),
+    ("app /download", "a model name no one has", "no model named"),
+]
+CASES = API + CLI + APP
+
+
+def python_call(what: str, tmp_path: Path):
+    if what.startswith("load_checkpoint of a folder"):
+        return lambda: load_checkpoint(tmp_path / "nowhere")
+    damage = {"is truncated": "truncated weights", "without model": "missing weights", "is not JSON": "config not JSON",
+              "newer BabyGPT": "config from a newer version", "another shape": "weights of another shape"}
+    for key, kind in damage.items():
+        if key in what:
+            return lambda: load_checkpoint(broken_checkpoint(tmp_path, kind))
+    settings = {
+        "outside the vocabulary": ([-1, 20], 5, {}), "temperature NaN": ([1], 5, {"temperature": math.nan}),
+        "temperature inf": ([1], 5, {"temperature": math.inf}), "top_p 0": ([1], 5, {"top_p": 0.0}),
+        "top_k -1": ([1], 5, {"top_k": -1}), "10⁹ new tokens": ([1], 10**9, {}),
+    }
+    for key, (prompt, new, extra) in settings.items():
+        if key in what:
+            return lambda: generate(TINY, prompt, new, **extra)
+    if "emoji" in what:
+        return lambda: CharTokenizer.train("hello world").encode("hi 🙂")
+    if "empty corpus" in what:
+        return lambda: new_run(str(corpus(tmp_path, "empty")), preset="gpt", out_dir=tmp_path / "run")
+    if "unknown preset" in what:
+        return lambda: new_run("shakespeare", preset="gpt-9000", out_dir=tmp_path / "run")
+    if "learning rate NaN" in what:
+        return lambda: new_run("shakespeare", preset="gpt", train={"learning_rate": math.nan}, out_dir=tmp_path / "run")
+    raise KeyError(what)
+
+
+def cli_arguments(what: str, tmp_path: Path) -> list[str]:
+    train = ["train", "--preset", "gpt", "--max-iters", "2", "--out", str(tmp_path / "run")]
+    table = {
+        "sample a checkpoint folder that does not exist": ["sample", str(tmp_path / "nowhere")],
+        "sample a checkpoint whose weights are truncated": ["sample", str(broken_checkpoint(tmp_path, "truncated weights"))],
+        "eval a checkpoint from a newer BabyGPT": ["eval", str(broken_checkpoint(tmp_path, "config from a newer version"))],
+        "train with n_embd 30 over 4 heads": [*train, "--n-embd", "30", "--n-head", "4"],
+        "train on a corpus file that does not exist": [*train, "--data", str(tmp_path / "missing.txt")],
+        "train on a binary file": [*train, "--data", str(corpus(tmp_path, "binary"))],
+        "train on a file that is not UTF-8": [*train, "--data", str(corpus(tmp_path, "not UTF-8"))],
+        "train on an empty file": [*train, "--data", str(corpus(tmp_path, "empty"))],
+        "train for -1 iterations": [*train, "--max-iters", "-1"],
+        "train at learning rate nan": [*train, "--learning-rate", "nan"],
+        "sample at temperature inf": ["sample", str(GPT), "--temperature", "inf", "--max-new-tokens", "3"],
+    }
+    return table[what]
+
+
+TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=5,
+                learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
+
+
+def app_call(c: Client, surface: str, what: str, tmp_path: Path):
+    compare = lambda names, prompt: c.predict(names, prompt, 5, 1.0, 0, 1.0, 0, api_name="/compare")  # noqa: E731
+    train = lambda **over: c.predict(*{**TRAINING, **over}.values(), api_name="/train")  # noqa: E731
+    upload = lambda kind: train(corpus="upload a .txt file", upload=handle_file(str(corpus(tmp_path, kind))))  # noqa: E731
+    table = {
+        "an empty prompt": lambda: compare(["gpt"], ""),
+        "an emoji prompt to a model that never saw it": lambda: compare(["gpt"], "Hi 🙂"),
+        "a model name no one has": (lambda: compare(["gpt-9000"], "Hi")) if surface == "app /compare"
+        else (lambda: c.predict("gpt-9000", api_name="/download")),
+        "a model name with ../ in it": lambda: compare(["../checkpoints/gpt"], "Hi"),
+        "7 models at once (the cap is 6)": lambda: compare(["gpt"] * 7, "Hi"),
+        "n_layer 13 (the cap is 12)": lambda: train(n_layer=13),
+        "batch size 0": lambda: train(batch_size=0),
+        "an uploaded binary file": lambda: upload("binary"),
+        "an uploaded file that is not UTF-8": lambda: upload("not UTF-8"),
+        "an uploaded empty file": lambda: upload("empty"),
+        "head 10⁹": lambda: c.predict("gpt", "Hi", 0, 10**9, api_name="/attention"),
+        "an empty text": lambda: c.predict("gpt", "", 0, 0, api_name="/attention"),
+        "a training budget of 0 tokens": lambda: c.predict("gpt", None, 12, 0, api_name="/stats"),
+        "batch size 10⁹": lambda: c.predict("gpt", None, 10**9, 1000, api_name="/stats"),
+        "the repo id ../etc": lambda: c.predict("../etc", api_name="/load"),
+    }
+    return table[what]
+
+
+@pytest.mark.parametrize("surface, what, message", API, ids=[c[1] for c in API])
+def test_python_api(tmp_path, surface, what, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        python_call(what, tmp_path)()
+
+
+@pytest.mark.parametrize("surface, what, message", CLI, ids=[c[1] for c in CLI])
+def test_command_line(tmp_path, surface, what, message):
+    result = subprocess.run([sys.executable, "-m", "babygpt", *cli_arguments(what, tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode != 0
+    assert message.lower() in result.stderr.lower(), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("surface, what, message", APP, ids=[c[1] for c in APP])
+def test_app_endpoints(app_url, tmp_path, surface, what, message):
+    c = Client(app_url, verbose=False, analytics_enabled=False)
+    with pytest.raises(AppError, match=re.escape(message)):
+        app_call(c, surface, what, tmp_path)()
+
+
+def test_security_md_lists_exactly_these_cases():
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (Python|CLI|app /\w+) \| (.+?) \| (.+?) \|$", text, flags=re.MULTILINE)
+    assert [(s, w) for s, w, _ in rows] == [(s, w) for s, w, _ in CASES]
+    assert all(m in shown for (_, _, m), (_, _, shown) in zip(CASES, rows))
+    assert len(CASES) >= 30
