@@ -104,8 +104,24 @@ APP = [
     ("app /train", "an uploaded binary file", "is a binary file"),
     ("app /train", "an uploaded file that is not UTF-8", "not UTF-8"),
     ("app /train", "an uploaded empty file", "is empty"),
+    ("app /train", "an uploaded .html file (only .txt is taken)", "Invalid file type"),
+    ("app /train", "a preset no one has", "not in the list of choices"),
+    ("app /finetune", "a base model no one has", "no model named 'nope'"),
+    ("app /finetune", "LoRA alpha 0", "LoRA alpha must be positive"),
+    ("app /describe", "n_layer 13 (the cap is 12)", "Value 13 is greater than maximum value 12"),
+    ("app /preset_values", "a preset no one has", "not in the list of choices"),
+    ("app /switch_mode", "a mode that does not exist", "not in the list of choices"),
+    ("app /redraw", "an x axis that does not exist", "not in the list of choices"),
+    ("app /recolour", "a colouring that does not exist", "not in the list of choices"),
     ("app /attention", "head 10⁹", "head must be a whole number from 0 to 1,000,000"),
     ("app /attention", "an empty text", "text is empty"),
+    ("app /attention_lines", "a model with no attention (bigram)", "has no attention"),
+    ("app /logit_lens", "a model name no one has", "no model named"),
+    ("app /head_roles", "a model with no attention (bigram)", "has no attention"),
+    ("app /attention_history", "a model trained without snapshots (shipped gpt)", "no attention snapshots"),
+    ("app /attention_replay", "step -1", "Value -1 is less than minimum value 0"),
+    ("app /generated_text", "a request before any Compare in this session", "nothing generated yet"),
+    ("app /quantize", "a model name no one has", "no model named"),
     ("app /stats", "a training budget of 0 tokens", "the training budget in tokens must be a whole number"),
     ("app /stats", "batch size 10⁹", "batch size must be a whole number from 1 to 4,096"),
     ("app /load", "the repo id ../etc", "is not a repo id"),
@@ -159,6 +175,16 @@ def cli_arguments(what: str, tmp_path: Path) -> list[str]:
     return table[what]
 
 
+NAME_ONLY = {"app /logit_lens": ("gpt-9000", "Hi"), "app /quantize": ("gpt-9000",)}
+LORA = dict(base="gpt", r=4, alpha=8, targets=["q", "v"], drop_unknown=True, batch_size=4, max_iters=5,
+            learning_rate=3e-3, max_seconds=0, corpus="kjv", upload=None, x_axis="step")
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=5,
                 learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
 
@@ -166,6 +192,7 @@ TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, bat
 def app_call(c: Client, surface: str, what: str, tmp_path: Path):
     compare = lambda names, prompt: c.predict(names, prompt, 5, 1.0, 0, 1.0, 0, api_name="/compare")  # noqa: E731
     train = lambda **over: c.predict(*{**TRAINING, **over}.values(), api_name="/train")  # noqa: E731
+    finetune = lambda **over: c.predict(*{**LORA, **over}.values(), api_name="/finetune")  # noqa: E731
     upload = lambda kind: train(corpus="upload a .txt file", upload=handle_file(str(corpus(tmp_path, kind))))  # noqa: E731
     table = {
         "an empty prompt": lambda: compare(["gpt"], ""),
@@ -184,7 +211,26 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
         "a training budget of 0 tokens": lambda: c.predict("gpt", None, 12, 0, api_name="/stats"),
         "batch size 10⁹": lambda: c.predict("gpt", None, 10**9, 1000, api_name="/stats"),
         "the repo id ../etc": lambda: c.predict("../etc", api_name="/load"),
+        "an uploaded .html file (only .txt is taken)": lambda: train(
+            corpus="upload a .txt file", upload=handle_file(str(write(tmp_path / "page.html", b"<script>1</script>")))),
+        "a preset no one has": (lambda: train(preset="gpt-9000")) if surface == "app /train"
+        else (lambda: c.predict("gpt-9000", api_name="/preset_values")),
+        "a base model no one has": lambda: finetune(base="nope"),
+        "LoRA alpha 0": lambda: finetune(alpha=0),
+        "a mode that does not exist": lambda: c.predict("from memory", "gpt", api_name="/switch_mode"),
+        "an x axis that does not exist": lambda: c.predict("minutes", api_name="/redraw"),
+        "a colouring that does not exist": lambda: c.predict("rainbow", api_name="/recolour"),
+        "a model with no attention (bigram)": (lambda: c.predict("bigram", "Hi", 0, api_name="/attention_lines"))
+        if surface == "app /attention_lines" else (lambda: c.predict("bigram", api_name="/head_roles")),
+        "a model trained without snapshots (shipped gpt)": lambda: c.predict("gpt", api_name="/attention_history"),
+        "step -1": lambda: c.predict("gpt", -1, api_name="/attention_replay"),
+        "a request before any Compare in this session": lambda: c.predict("gpt", api_name="/generated_text"),
     }
+    if what == "n_layer 13 (the cap is 12)" and surface == "app /describe":
+        return lambda: c.predict("from scratch", "gpt", 13, 4, 128, 64, 12, 2000, 1e-3, 0, "shakespeare", "gpt", 8, 16,
+                                 ["q", "v"], api_name="/describe")
+    if what == "a model name no one has" and surface in NAME_ONLY:
+        return lambda: c.predict(*NAME_ONLY[surface], api_name="/" + surface.split("/")[1])
     return table[what]
 
 
