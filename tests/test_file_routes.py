@@ -5,7 +5,7 @@ import zipfile
 from urllib.parse import quote
 
 import httpx
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from conftest import ROOT, running_app
 from test_app import TINY_TRAINING
@@ -72,3 +72,22 @@ def test_hostile_model_names_never_reach_the_file_system(tmp_path):
     assert created - set(sessions) <= {tmp_path / "gradio"}, created  # gradio's own cache besides
     for session in sessions:
         assert not list(session.rglob("*")), "a refused request left files behind"
+
+
+def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(tmp_path):
+    """What crosses the wire is bytes: a visitor's symlink to a file becomes that file's text in
+    the app's folders, and nothing under them links anywhere (the server's own files included)."""
+    server_tmp, visitor = tmp_path / "server", tmp_path / "visitor"
+    server_tmp.mkdir(), visitor.mkdir()
+    target = visitor / "plays.txt"
+    target.write_text("To be, or not to be, that is the question.\n" * 200)
+    link = visitor / "link.txt"
+    link.symlink_to(target)
+    with running_app(TMPDIR=str(server_tmp)) as url:
+        c = Client(url, verbose=False, analytics_enabled=False)
+        _, status, *_ = c.predict(*{**TINY_TRAINING, "corpus": "upload a .txt file",
+                                    "upload": handle_file(str(link))}.values(), api_name="/train")
+        assert "is ready" in status
+        links = [p for p in server_tmp.rglob("*") if p.is_symlink()]
+        uploads = [p for p in server_tmp.rglob("link.txt")]
+    assert links == [] and uploads and all(p.read_text() == target.read_text() for p in uploads)
