@@ -35,8 +35,8 @@ CARD_FILE = "README.md"
 CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_FILE]
 # HTTP answers, transport failures and timeouts (huggingface_hub speaks httpx2), files
 HUB_ERRORS = (HfHubHTTPError, httpx2.HTTPError, OSError)
-# huggingface_hub's shared HTTP client waits for an answer forever (only file downloads have their
-# own limit): a Hub that stops answering would hang a push, and the visitor waiting on it.
+# huggingface_hub's shared HTTP client waits for an answer forever (file downloads have their own
+# limit, 10 s a request): a Hub that stops answering would hang a push, and the visitor waiting on it.
 TIMEOUT_SECONDS = float(os.environ.get("BABYGPT_HUB_TIMEOUT", 60))
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
@@ -66,8 +66,7 @@ def _bounded() -> None:
 def _explain(error: Exception, repo_id: str, endpoint: str | None) -> ValueError:
     where = endpoint or "the Hugging Face Hub"
     if isinstance(error, httpx2.TimeoutException) or isinstance(error.__cause__, httpx2.TimeoutException):
-        return ValueError(f"{where} did not answer within {TIMEOUT_SECONDS:g} s for {repo_id}; try again in a "
-                          "moment (nothing is ever half-written: a push lands whole or not at all)")
+        return ValueError(f"{where} stopped answering ({repo_id}); try again in a moment: nothing was half-written")
     error = _http_answer(error) or error
     if isinstance(error, RepositoryNotFoundError):
         return ValueError(f"{where} has no repository {repo_id} that you can see (is it private, or misspelt?)")

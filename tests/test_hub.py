@@ -1,5 +1,8 @@
 """Hub round trips against a real HTTP server on 127.0.0.1 that speaks the Hub's protocol."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +13,7 @@ from gradio_client.exceptions import AppError
 from babygpt.checkpoint import load_checkpoint
 from babygpt.hub import check_repo_id, download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
-from conftest import running_app
+from conftest import ROOT, running_app
 from hub_server import FakeHub
 
 TOKEN = "hf_secret_test_token_1234"
@@ -186,12 +189,28 @@ def test_a_push_to_a_hub_that_stops_answering_or_cannot_be_reached_is_a_clear_me
     before = dict(hub.repos["alice/slow"]["files"])
     hub.stall_next(3.0, count=50)  # more than any retry huggingface_hub makes
     started = time.monotonic()
-    with pytest.raises(ValueError, match="did not answer within 1 s for alice/slow"):
+    with pytest.raises(ValueError, match=r"stopped answering \(alice/slow\); try again"):
         push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
     assert time.monotonic() - started < 30, "the push gave up"
     assert hub.repos["alice/slow"]["files"] == before
-    # (downloads: huggingface_hub bounds each file request itself, 10 s, and retries a slow answer)
     hub.stop_stalling()
     assert push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url).url  # retry works once it answers
     with pytest.raises(ValueError, match="cannot be reached"):
         push_checkpoint(GPT, "alice/x", token=TOKEN, endpoint="http://127.0.0.1:9")  # refused connection
+
+
+def test_a_download_from_a_hub_that_stops_answering_is_a_clear_message(hub, tmp_path):
+    """Downloads keep huggingface_hub's own limit per request (HF_HUB_DOWNLOAD_TIMEOUT, 10 s; read
+    at import, so the download runs in a process started with 1 s) and its retries."""
+    push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
+    hub.stall_next(3.0, count=1000)
+    script = ("import sys\nfrom babygpt.hub import download_checkpoint\ntry:\n"
+              f"    download_checkpoint('alice/slow', {str(tmp_path / 'copy')!r}, token={TOKEN!r}, endpoint={hub.url!r})\n"
+              "except ValueError as error:\n    print(error)\n    sys.exit(3)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_DOWNLOAD_TIMEOUT": "1", "HF_HUB_ETAG_TIMEOUT": "1",
+           "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
+    hub.stop_stalling()
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "stopped answering (alice/slow); try again in a moment" in result.stdout and TOKEN not in result.stdout
+    assert list(tmp_path.iterdir()) == [], "nothing half-written, no staging folder left"
