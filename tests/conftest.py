@@ -21,6 +21,7 @@ import torch
 
 from babygpt.data import load_text
 from babygpt.models import make_config
+from hub_server import FakeHub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,3 +103,17 @@ def running_app(log_to: Path | None = None, **env_extra):
 def app_url():
     with running_app() as url:
         yield url
+
+
+HUB_TOKEN = "hf_secret_test_token_1234"
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    # huggingface_hub reads these once, at import: offline mode would refuse even 127.0.0.1, and
+    # the xet transfer protocol (hf_xet is installed) is not spoken by the test server.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+    with FakeHub(token=HUB_TOKEN) as server:
+        yield server

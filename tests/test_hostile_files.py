@@ -12,8 +12,7 @@ from huggingface_hub import HfApi
 from babygpt.checkpoint import load_checkpoint
 from babygpt.hub import download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
-from conftest import ROOT
-from hub_server import FakeHub
+from conftest import HUB_TOKEN, ROOT
 
 GPT = shipped_checkpoints()["gpt"]
 ADAPTER = shipped_checkpoints()["gpt-kjv-lora"]
@@ -78,16 +77,12 @@ def test_the_command_line_refuses_it_with_a_message_not_a_traceback(tmp_path):
     assert not marker.exists()
 
 
-def test_a_hub_repo_holding_pickle_downloads_only_safetensors_and_json(tmp_path, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+def test_a_hub_repo_holding_pickle_downloads_only_safetensors_and_json(hub, tmp_path):
     marker = tmp_path / "ran"
-    with FakeHub(token="hf_test") as hub:
-        push_checkpoint(GPT, "mallory/gpt", token="hf_test", endpoint=hub.url)
-        hub.repos["mallory/gpt"]["files"]["pytorch_model.bin"] = pickle.dumps(Payload(marker))
-        assert "pytorch_model.bin" in HfApi(endpoint=hub.url, token="hf_test").list_repo_files("mallory/gpt")
-        local = download_checkpoint("mallory/gpt", tmp_path / "copy", token="hf_test", endpoint=hub.url)
+    push_checkpoint(GPT, "mallory/gpt", token=HUB_TOKEN, endpoint=hub.url)
+    hub.repos["mallory/gpt"]["files"]["pytorch_model.bin"] = pickle.dumps(Payload(marker))
+    assert "pytorch_model.bin" in HfApi(endpoint=hub.url, token=HUB_TOKEN).list_repo_files("mallory/gpt")
+    local = download_checkpoint("mallory/gpt", tmp_path / "copy", token=HUB_TOKEN, endpoint=hub.url)
     assert not any(p.suffix == ".bin" for p in local.iterdir())
     load_checkpoint(local)
     assert not marker.exists()

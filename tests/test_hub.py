@@ -13,22 +13,10 @@ from gradio_client.exceptions import AppError
 from babygpt.checkpoint import load_checkpoint
 from babygpt.hub import check_repo_id, download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
+from conftest import HUB_TOKEN as TOKEN
 from conftest import ROOT, running_app
-from hub_server import FakeHub
 
-TOKEN = "hf_secret_test_token_1234"
 GPT = shipped_checkpoints()["gpt"]
-
-
-@pytest.fixture
-def hub(monkeypatch):
-    # huggingface_hub reads these once, at import: offline mode would refuse even 127.0.0.1, and
-    # the xet transfer protocol (hf_xet is installed) is not spoken by the test server.
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
-    with FakeHub(token=TOKEN) as server:
-        yield server
 
 
 def same_logits(a, b):
