@@ -34,9 +34,14 @@ def plant(directory, name, marker):
 
 
 def test_the_payload_is_live(tmp_path):
-    """Without this, the tests below could pass because the payload does nothing."""
+    """Without this, the tests below could pass because the payload does nothing. Unpickling the
+    planted bytes calls ``function(*arguments)`` from ``__reduce__``: the bytes carry both, and
+    that call writes the marker (made here directly: this project never unpickles, not even here)."""
     marker = tmp_path / "ran"
-    pickle.loads(pickle.dumps(Payload(marker)))
+    function, arguments = Payload(marker).__reduce__()
+    planted = pickle.dumps(Payload(marker))
+    assert b"exec" in planted and arguments[0].encode() in planted
+    function(*arguments)
     assert marker.read_text() == "the payload ran"
 
 
