@@ -332,10 +332,27 @@ def check_base(config: dict, base_dir: Path, adapter_dir: Path) -> None:
         )
 
 
+def base_among(adapter_dir, bases: dict[str, Path]) -> Path:
+    """The adapter's base, looked up only among ``bases`` (name -> checkpoint directory): for an
+    adapter from a stranger, whose config may name any path on this machine."""
+    named = read_adapter_config(adapter_dir)["base"]
+    if named in bases:
+        return bases[named]
+    for path in bases.values():
+        if str(Path(path).resolve()) == named:
+            return path
+    # One message whether or not ``named`` exists here, so it cannot be used to probe the disk.
+    raise ValueError(f"the adapter was trained on base {named!r}, which is not one of your models "
+                     f"({', '.join(bases) or 'none'}); load or train its base first")
+
+
 def load_adapter(directory, base=None, device: str | torch.device = "cpu", merged: bool = False) -> Checkpoint:
     """The adapter in ``directory`` on its base (the one its config names, or ``base``, a checkpoint
     directory or shipped name). ``merged`` folds the adapters into the base weights."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"adapter {directory} is not a directory")
+    refuse_pickle(directory)
     config = read_adapter_config(directory)
     try:
         base_dir = find_checkpoint(base if base is not None else config["base"])

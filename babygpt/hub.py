@@ -25,7 +25,8 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import machine
 from .checkpoint import (ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, Checkpoint,
-                         find_checkpoint, load_checkpoint, save_adapter, save_checkpoint, shipped_checkpoints)
+                         base_among, find_checkpoint, is_adapter, load_adapter, load_checkpoint, save_adapter,
+                         save_checkpoint, shipped_checkpoints)
 from .card import card_for
 from .tokenizer import TOKENIZER_FILE
 
@@ -120,8 +121,12 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
     return Pushed(str(url), fresh)
 
 
-def download_checkpoint(repo_id: str, destination, token: str | None = None, endpoint: str | None = None) -> Path:
-    """Fetch ``repo_id`` into the new directory ``destination``, only once it is known to load."""
+def download_checkpoint(repo_id: str, destination, token: str | None = None, endpoint: str | None = None,
+                        bases: dict[str, Path] | None = None) -> Path:
+    """Fetch ``repo_id`` into the new directory ``destination``, only once it is known to load.
+
+    ``bases`` (name -> checkpoint directory): when given, an adapter may only sit on one of these.
+    The app passes the visitor's own models, so a repo cannot point it at other files on the server."""
     repo_id = check_repo_id(repo_id)
     destination = Path(destination)
     if destination.exists():
@@ -134,7 +139,10 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
             if leftover.name not in CHECKPOINT_FILES:
                 shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
         try:
-            load_checkpoint(staging)
+            if bases is not None and is_adapter(staging):
+                load_adapter(staging, base=base_among(staging, bases))
+            else:
+                load_checkpoint(staging)
         except ValueError as error:
             raise ValueError(f"{repo_id} is not a BabyGPT checkpoint: {error}") from None
         staging.rename(destination)  # all or nothing: no half-written model appears

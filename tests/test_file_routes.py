@@ -1,13 +1,21 @@
 """The app's file routes serve what the app hands out, and nothing of the project, the system or
 another visitor: real requests against ``python app.py`` on 127.0.0.1."""
 
+import json
+import shutil
 import zipfile
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 from gradio_client import Client, handle_file
+from huggingface_hub import HfApi
 
-from conftest import ROOT, running_app
+from babygpt.hub import push_checkpoint
+from babygpt.lora import LoRAConfig
+from babygpt.runs import new_finetune
+from conftest import HUB_TOKEN, ROOT, running_app
 from test_app import TINY_TRAINING
 
 ROUTES = ("gradio_api/file=", "gradio_api/file/", "file=")
@@ -91,3 +99,50 @@ def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(tmp_
         links = [p for p in server_tmp.rglob("*") if p.is_symlink()]
         uploads = [p for p in server_tmp.rglob("link.txt")]
     assert links == [] and uploads and all(p.read_text() == target.read_text() for p in uploads)
+
+
+def finetuned(base: Path, folder: Path) -> Path:
+    for event in new_finetune(base, "kjv", LoRAConfig(r=2, targets=("q", "v")),
+                              {"max_iters": 1, "batch_size": 2, "eval_interval": 1, "eval_iters": 1}, folder,
+                              drop_unknown=True).run():
+        pass
+    return folder
+
+
+def test_an_adapter_from_the_hub_sits_only_on_the_visitors_own_models(hub, tmp_path):
+    """An adapter's config names its base, and a stranger's adapter may name any path on the
+    server: another visitor's model, /etc. The app looks the base up among the visitor's own
+    models only, and answers the same whether or not the named path exists."""
+    server_tmp = tmp_path / "server"
+    server_tmp.mkdir()
+    with running_app(TMPDIR=str(server_tmp), HF_ENDPOINT=hub.url, HF_TOKEN=HUB_TOKEN, HF_HUB_OFFLINE="0",
+                     HF_HUB_DISABLE_XET="1") as url:
+        alice = Client(url, verbose=False, analytics_enabled=False)
+        *_, names, _ = alice.predict(*TINY_TRAINING.values(), api_name="/train")
+        (alices_model,) = [p for p in server_tmp.glob("babygpt-session-*/my-*") if p.is_dir()]
+        # Mallory knows where Alice's model lies and its weights' hash (here: a copy of it).
+        copy = shutil.copytree(alices_model, tmp_path / "copy")
+        adapter = finetuned(copy, tmp_path / "adapter")
+        for repo, base in (("mallory/alices", str(alices_model.resolve())), ("mallory/etc", "/etc"),
+                           ("mallory/nowhere", "/no/such/folder")):
+            push_checkpoint(adapter, repo, token=HUB_TOKEN, endpoint=hub.url)
+            config = json.loads(hub.repos[repo]["files"]["adapter_config.json"])
+            HfApi(endpoint=hub.url, token=HUB_TOKEN).upload_file(
+                path_or_fileobj=json.dumps({**config, "base": base}).encode(), path_in_repo="adapter_config.json",
+                repo_id=repo)
+        mallory = Client(url, verbose=False, analytics_enabled=False)
+        answers = {}
+        for repo in ("mallory/alices", "mallory/etc", "mallory/nowhere"):
+            with pytest.raises(Exception) as refused:
+                mallory.predict(repo, api_name="/load")
+            answers[repo] = str(refused.value)
+        assert all("which is not one of your models" in a for a in answers.values()), answers
+        shapes = {a.replace(repo, "R").replace(str(alices_model.resolve()), "X").replace("/etc", "X")
+                  .replace("/no/such/folder", "X") for repo, a in answers.items()}
+        assert len(shapes) == 1, f"the answers tell the paths apart: {answers}"
+        assert not [p for p in server_tmp.glob("babygpt-session-*/my-mallory*")], "nothing of a refused load is kept"
+        # The same adapter is fine for the visitor who has its base.
+        status, names = alice.predict("mallory/alices", api_name="/load")
+        assert "my-mallory-alices" in names
+        _, texts, *_ = alice.predict(["my-mallory-alices"], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare")
+        assert texts["my-mallory-alices"]

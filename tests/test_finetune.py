@@ -220,8 +220,9 @@ def test_the_app_lists_an_adapter_whose_base_changed_and_explains_when_it_is_use
     base = shutil.copytree(bases["gpt"], tmp_path / "base")
     run(finetune(base, tmp_path / "adapter", max_iters=1))
     assert has_attention(tmp_path / "adapter") and not can_be_a_base(tmp_path / "adapter")
-    assert load(tmp_path / "adapter").base == base
+    bases = {"base": base}  # the app looks up an adapter's base among the visitor's models
+    assert load(tmp_path / "adapter", bases=bases).base == base
     run(resume_run(base, train={"max_iters": 35, "eval_interval": 5}))  # the base is trained further
     assert has_attention(tmp_path / "adapter"), "listing reads the config only"
     with pytest.raises(ValueError, match="a different model"):
-        load(tmp_path / "adapter")  # the cache notices the base's new weights
+        load(tmp_path / "adapter", bases=bases)  # the cache notices the base's new weights

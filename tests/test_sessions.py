@@ -71,3 +71,28 @@ def test_sessions_unused_for_too_long_end_with_their_files_unless_training(monke
     busy.trainer = None
     for key in ("training-visitor", "someone-else"):
         end_session(key)
+
+
+def test_a_sessions_loaded_models_leave_memory_with_it_and_the_cache_is_bounded(monkeypatch):
+    """Loaded models are cached for speed; a crowd of visitors must not pile them up."""
+    import shutil
+
+    from babygpt.ui.models import LoadedModels
+
+    cache = LoadedModels(size=3)
+    monkeypatch.setattr("babygpt.ui.models.loaded_models", cache)
+    alice = session_for("alice-loads")
+    name, folder = alice.new_model_dir("gpt")
+    shutil.copytree(shipped_checkpoints()["gpt"], folder)
+    alice.own[name] = folder
+    mine = alice.load(name)
+    assert alice.load(name) is mine, "cached"
+    alice.load("bigram")
+    assert len(cache) == 2
+    end_session("alice-loads")
+    assert len(cache) == 1, "the shipped model stays; the session's own left with it"
+    bob = session_for("bob-loads")
+    for shipped in ["gpt", "llama", "ngram", "gpt-block", "bigram"]:
+        bob.load(shipped)
+    assert len(cache) == 3
+    end_session("bob-loads")

@@ -13,7 +13,6 @@ from ..checkpoint import has_attention_snapshots, load_attention_snapshots
 from ..interpret import ROLES, head_roles, logit_lens
 from .attention_lines import head_view, model_view
 from .common import friendly, session_of, whole_number
-from .models import load
 
 
 def heatmap(weights, tokens: list[str], title: str) -> go.Figure:
@@ -45,7 +44,7 @@ def grid(weights, tokens: list[str]) -> go.Figure:
 def attention_model(name, request):
     if not name:
         raise ValueError("pick a model")
-    checkpoint = load(session_of(request).path_of(name))
+    checkpoint = session_of(request).load(name)
     if checkpoint.config["model"]["family"] not in ("gpt", "llama"):
         raise ValueError(f"{name} is a {checkpoint.config['model']['family']} model: it has no attention")
     return checkpoint

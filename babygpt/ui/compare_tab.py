@@ -20,7 +20,6 @@ import gradio as gr
 
 from ..sampling import side_by_side
 from .common import friendly, session_of
-from .models import load
 
 MAX_NEW_TOKENS = 1000  # a cap that keeps a shared CPU Space responsive
 MAX_MODELS = 6
@@ -135,7 +134,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         max_new_tokens = MAX_NEW_TOKENS
     models, info = {}, {}
     for name in names:
-        checkpoint = load(session.path_of(name), merged=bool(merge_adapters))
+        checkpoint = session.load(name, merged=bool(merge_adapters))
         unknown = getattr(checkpoint.tokenizer, "unknown_characters", lambda _: [])(prompt)
         if unknown:
             raise ValueError(f"{name} has never seen {', '.join(map(repr, unknown))}; remove them from the prompt")

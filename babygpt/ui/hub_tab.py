@@ -46,7 +46,8 @@ def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken
 def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
     session = session_of(request)
     name, folder = session.new_model_dir((repo_id or "").strip().replace("/", "-"))
-    download_checkpoint(repo_id, folder, token=visitor_token(oauth_token), endpoint=os.environ.get("HF_ENDPOINT"))
+    download_checkpoint(repo_id, folder, token=visitor_token(oauth_token), endpoint=os.environ.get("HF_ENDPOINT"),
+                        bases=session.models())
     session.own[name] = folder
     return f"loaded **{repo_id.strip()}** as **{name}**: it is now in every tab's model list", model_choices(session)
 

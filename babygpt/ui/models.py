@@ -7,37 +7,68 @@ which is deleted when the session ends, and no other session can see or name the
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import (Checkpoint, find_checkpoint, is_adapter, load_adapter, load_checkpoint, read_adapter_config,
+from ..checkpoint import (Checkpoint, base_among, is_adapter, load_adapter, load_checkpoint, read_adapter_config,
                           read_config, shipped_checkpoints, weights_path)
 
 
-@functools.lru_cache(maxsize=64)
-def _load(path: str, version: tuple, merged: bool) -> Checkpoint:
-    if merged:
-        return load_adapter(path, merged=True)
-    return load_checkpoint(path)
+class LoadedModels:
+    """Loaded checkpoints by folder, the least recently used dropped past ``size``.
+
+    The shipped models are shared by every session and never changed in place. A session's own
+    leave when the session ends (``forget``), so a crowd of visitors cannot fill the memory."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._loaded: OrderedDict[tuple, tuple[tuple, Checkpoint]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, base: Path | None, merged: bool) -> Checkpoint:
+        # The weights' mtimes are part of the key: a retrained model or base loads afresh.
+        version = (weights_path(path).stat().st_mtime,) + ((weights_path(base).stat().st_mtime,) if base else ())
+        key = (str(path), str(base), merged)
+        with self._lock:
+            if key in self._loaded and self._loaded[key][0] == version:
+                self._loaded.move_to_end(key)
+                return self._loaded[key][1]
+        if base is not None:
+            checkpoint = load_adapter(path, base=base, merged=merged)
+        else:
+            checkpoint = load_checkpoint(path)
+        with self._lock:
+            self._loaded[key] = (version, checkpoint)
+            while len(self._loaded) > self.size:
+                self._loaded.popitem(last=False)
+        return checkpoint
+
+    def forget(self, folder: Path) -> None:
+        with self._lock:
+            for key in [key for key in self._loaded if Path(key[0]).is_relative_to(folder)]:
+                del self._loaded[key]
+
+    def __len__(self) -> int:
+        return len(self._loaded)
 
 
-def load(path: Path, merged: bool = False) -> Checkpoint:
+loaded_models = LoadedModels()
+
+
+def load(path: Path, merged: bool = False, bases: dict[str, Path] | None = None) -> Checkpoint:
     """A loaded checkpoint, cached until its weights file (or an adapter's base's) changes.
 
-    ``merged``: an adapter with its update folded into the base weights, a copy of its own (the
-    cached models are shared by every session and never changed in place)."""
-    version = (weights_path(path).stat().st_mtime,)
-    if is_adapter(path):
-        base = find_checkpoint(read_adapter_config(path)["base"])
-        version += (weights_path(base).stat().st_mtime,)
-    return _load(str(path), version, merged and is_adapter(path))
+    An adapter sits on the base its config names, looked up among ``bases`` (default: the shipped
+    models). ``merged``: the adapter's update folded into the base weights, a copy of its own."""
+    base = base_among(path, shipped_checkpoints() if bases is None else bases) if is_adapter(path) else None
+    return loaded_models.get(Path(path), base, merged and base is not None)
 
 
 def has_attention(path: Path) -> bool:
@@ -73,6 +104,10 @@ class Session:
             raise ValueError(f"no model named {name!r}; choose one of: {', '.join(models) or 'none'}")
         return models[name]
 
+    def load(self, name: str, merged: bool = False) -> Checkpoint:
+        """One of this session's models, loaded; an adapter only ever on a base this session has."""
+        return load(self.path_of(name), merged, bases=self.models())
+
     def new_model_dir(self, base_name: str) -> tuple[str, Path]:
         """A fresh, unused name and folder for a model this session is about to make."""
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", base_name).strip("-.") or "model"
@@ -86,6 +121,7 @@ class Session:
     def close(self) -> None:
         if self.trainer is not None:
             self.trainer.stop()
+        loaded_models.forget(self.folder)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

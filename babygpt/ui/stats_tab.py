@@ -14,7 +14,6 @@ from ..runs import fit_to_vocabulary
 from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, loss_vs_compute_point, measured_flops_per_token,
                      parameter_breakdown, pareto_frontier, training_memory)
 from .common import friendly, session_of, whole_number
-from .models import load
 
 CHARACTER_VOCABULARY = 65
 
@@ -22,7 +21,7 @@ CHARACTER_VOCABULARY = 65
 def model_for(name: str | None, preset: str | None, request):
     """A saved model by name, or an untrained model of a preset's configuration."""
     if name:
-        return load(session_of(request).path_of(name)).model, f"model **{name}**"
+        return session_of(request).load(name).model, f"model **{name}**"
     if preset:
         family, model, _ = resolve_settings(preset=preset)
         return build_model(make_config(family, **model, vocab_size=CHARACTER_VOCABULARY)), f"preset **{preset}** (untrained)"
@@ -94,8 +93,9 @@ gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, acti
 def loss_vs_compute(request: gr.Request):
     """(chart of every model's best val loss against its training FLOPs, note)."""
     points, skipped = [], []
-    for name, path in session_of(request).models().items():
-        checkpoint = load(path)
+    session = session_of(request)
+    for name in session.models():
+        checkpoint = session.load(name)
         point = None
         if checkpoint.config.get("kind") != "lora":  # an adapter's loss is on another corpus, its compute partly its base's
             point = loss_vs_compute_point(config_from_json(checkpoint.config["model"]), checkpoint.metrics)
@@ -136,7 +136,7 @@ def quantize(name, request: gr.Request):
     """(table of fp32 against int8 weights: size, tokens/s, val loss; note)."""
     if not name:
         raise ValueError("pick a trained model to quantize (a preset has nothing to quantize)")
-    checkpoint = load(session_of(request).path_of(name))
+    checkpoint = session_of(request).load(name)
     corpus = checkpoint.config.get("corpus")
     if not corpus:
         raise ValueError(f"{name} does not name its corpus, so there is no val split to measure")

@@ -20,7 +20,6 @@ from ..models import PRESETS, config_from_json, make_config
 from ..runs import FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
 from .common import friendly, model_choices, session_of, whole_number
-from .models import load
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD = "upload a .txt file"
@@ -84,7 +83,7 @@ def describe_lora(base, r, alpha, targets, request: gr.Request):
     if not base:
         return "pick a base model to fine-tune"
     lora = lora_settings(r, alpha, targets)
-    model_config = config_from_json(load(session_of(request).path_of(base)).config["model"])
+    model_config = config_from_json(session_of(request).load(base).config["model"])
     counts = adapter_parameters(model_config, lora)
     return (f"LoRA r={lora.r}, alpha={lora.alpha:g} (scale {lora.scale:g}) on {', '.join(lora.targets)} of "
             f"**{base}**: **{counts['trainable']:,}** trainable parameters of {counts['total']:,} "
