@@ -9,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BABYGPT_CACHE_DIR", tempfile.mkdtemp(prefix="babygpt-cache-"))
 
 import contextlib
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -97,6 +99,17 @@ def running_app(log_to: Path | None = None, **env_extra):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def raw_call(url: str, api_name: str, body: str) -> tuple[str, object]:
+    """An endpoint called over plain HTTP, as any client can: (last event, its data)."""
+    posted = httpx.post(f"{url}gradio_api/call/{api_name}", content=body,
+                        headers={"content-type": "application/json"}, timeout=30)
+    posted.raise_for_status()
+    answer = httpx.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=120).text
+    events = re.findall(r"^event: (\w+)\ndata: (.*)$", answer, flags=re.MULTILINE)
+    event, data = events[-1]
+    return event, json.loads(data)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from babygpt.runs import new_run
 from babygpt.sampling import generate
 from babygpt.tokenizer import CharTokenizer
 from babygpt.ui.models import shipped_checkpoints
-from conftest import ROOT, variant_config
+from conftest import ROOT, raw_call, variant_config
 
 GPT = shipped_checkpoints()["gpt"]
 TINY = build_model(variant_config("gpt", vocab_size=20, n_layer=1, n_head=2, n_embd=16, block_size=8))
@@ -262,3 +262,35 @@ def test_security_md_lists_exactly_these_cases():
     assert [(s, w) for s, w, _ in rows] == [(s, w) for s, w, _ in CASES]
     assert all(m in shown for (_, _, m), (_, _, shown) in zip(CASES, rows))
     assert len(CASES) >= 30
+
+
+# Forms small enough that a call with an odd but allowed number still answers in a second or two.
+RAW_FORMS = {"train": TRAINING, "finetune": LORA, "describe": {"max_iters": 5},
+             "compare": {"names": ["gpt"], "max_new_tokens": 5}, "stats": {"budget_tokens": 1000}}
+
+
+def test_nan_and_infinity_over_raw_http_get_a_message_from_every_number_of_every_endpoint(app_url):
+    """gradio_client cannot send NaN or inf, but the JSON parser behind every endpoint reads the
+    bare words NaN and Infinity. Each number any endpoint takes, sent as each of them, must be
+    answered (refused with a message, or carried out) and never fail without one."""
+    import httpx
+
+    info = httpx.get(f"{app_url}gradio_api/info", timeout=30).json()["named_endpoints"]
+    silent, tried = [], 0
+    for endpoint, spec in info.items():
+        api_name = endpoint.lstrip("/")
+        names = [p["parameter_name"] for p in spec["parameters"]]
+        numbers = [n for n, p in zip(names, spec["parameters"]) if p["python_type"]["type"] in ("int", "float")]
+        values = {n: p.get("parameter_default") for n, p in zip(names, spec["parameters"])}
+        values.update({k: v for k, v in RAW_FORMS.get(api_name, {}).items() if k in values})
+        for number in numbers:
+            for bad in ("NaN", "Infinity", "-Infinity"):
+                body = json.dumps({"data": [{**values, number: "BAD"}[n] for n in names]}).replace('"BAD"', bad)
+                event, data = raw_call(app_url, api_name, body)
+                tried += 1
+                if event == "error" and not (isinstance(data, dict) and data.get("error")):
+                    silent.append(f"{endpoint} {number}={bad}")
+    assert tried >= 60, f"only {tried} calls: did the endpoints change?"
+    assert silent == [], f"failed without a message: {silent}"
+    assert Client(app_url, verbose=False, analytics_enabled=False).predict(
+        ["gpt"], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare")[1]["gpt"], "and the app still answers"

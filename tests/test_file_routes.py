@@ -1,8 +1,10 @@
 """The app's file routes serve what the app hands out, and nothing of the project, the system or
 another visitor: real requests against ``python app.py`` on 127.0.0.1."""
 
+import hashlib
 import json
 import shutil
+import time
 import zipfile
 from pathlib import Path
 from urllib.parse import quote
@@ -15,7 +17,7 @@ from huggingface_hub import HfApi
 from babygpt.hub import push_checkpoint
 from babygpt.lora import LoRAConfig
 from babygpt.runs import new_finetune
-from conftest import HUB_TOKEN, ROOT, running_app
+from conftest import HUB_TOKEN, ROOT, raw_call, running_app
 from test_app import TINY_TRAINING
 
 ROUTES = ("gradio_api/file=", "gradio_api/file/", "file=")
@@ -146,3 +148,50 @@ def test_an_adapter_from_the_hub_sits_only_on_the_visitors_own_models(hub, tmp_p
         assert "my-mallory-alices" in names
         _, texts, *_ = alice.predict(["my-mallory-alices"], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare")
         assert texts["my-mallory-alices"]
+
+
+def test_uploads_are_served_back_only_as_intended_and_deleted_after_a_while(tmp_path):
+    """An upload lives in gradio's cache, at a path only its uploader is told. It is never served
+    as a page the browser would run, nothing lists the cache, and it is deleted once
+    BABYGPT_CACHE_SECONDS old (here 4 s)."""
+    server_tmp, visitor = tmp_path / "server", tmp_path / "visitor"
+    server_tmp.mkdir(), visitor.mkdir()
+    diary = visitor / "diary.txt"
+    diary.write_text("Dear diary, the password is swordfish.\n" * 100)
+    with running_app(TMPDIR=str(server_tmp), BABYGPT_CACHE_SECONDS="4") as url:
+        # Uploaded straight to gradio's upload route, as any client can: a page and an SVG with a
+        # script come back as downloads, never rendered on the app's own origin.
+        for name, body in (("page.html", "<script>alert(1)</script>"),
+                           ("image.svg", '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')):
+            (stored,) = httpx.post(url + "gradio_api/upload", files={"files": (name, body)}, timeout=10).json()
+            served = httpx.get(url + "gradio_api/file=" + stored, timeout=10)
+            assert served.status_code == 200
+            assert served.headers["content-type"] == "application/octet-stream"
+            assert served.headers["content-disposition"].startswith("attachment")
+
+        alice = Client(url, verbose=False, analytics_enabled=False)
+        upload = {**TINY_TRAINING, "corpus": "upload a .txt file", "upload": handle_file(str(diary))}
+        _, status, *_ = alice.predict(*upload.values(), api_name="/train")
+        assert "is ready" in status
+        (stored,) = (server_tmp / "gradio").rglob("diary.txt")
+        # The folder is a hash of the content keyed with a secret of gradio's, so knowing a file's
+        # text does not find its copy; and neither the secret nor any folder is served.
+        import gradio.utils
+
+        plain_hash = hashlib.sha256(diary.read_bytes()).hexdigest()
+        guesses = [str(stored.parent), str(stored.parent.parent), str(stored.parent.parent / plain_hash / "diary.txt"),
+                   gradio.utils.HASH_SEED_PATH]
+        assert plain_hash != stored.parent.name
+        served = [f"{route}{guess}" for guess in guesses for route in ROUTES
+                  if httpx.get(url + route + guess, timeout=10).status_code == 200]
+        assert served == []
+
+        deadline = time.monotonic() + 30
+        while stored.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not stored.exists(), "the upload is deleted once old enough"
+        assert httpx.get(url + "gradio_api/file=" + str(stored), timeout=10).status_code != 200
+        # A page left open longer still holds the old upload's path: training from it says why.
+        again = {**upload, "upload": {"path": str(stored), "meta": {"_type": "gradio.FileData"}}}
+        event, data = raw_call(url, "train", json.dumps({"data": list(again.values())}))
+        assert event == "error" and "no longer on the server" in ((data or {}).get("error") or ""), (event, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import gradio as gr
@@ -30,7 +31,10 @@ def build_app() -> gr.Blocks:
     choices = list(shipped)
     attention_choices = [name for name, path in shipped.items() if has_attention(path)]
     bases = [name for name, path in shipped.items() if can_be_a_base(path)]
-    with gr.Blocks(title=TITLE) as app:
+    # Uploads and the files the app hands out sit in gradio's cache, not in a session's folder:
+    # gradio deletes them once this old, checking as often, so a visitor's corpus is not kept.
+    cache_seconds = int(os.environ.get("BABYGPT_CACHE_SECONDS", 3600))
+    with gr.Blocks(title=TITLE, delete_cache=(cache_seconds, cache_seconds)) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         model_names = gr.JSON(visible=False)
         with gr.Tab("Train"):

@@ -164,8 +164,8 @@ def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
                             allow_custom_value=True)
-        layer = gr.Number(0, label="layer", precision=0, minimum=0)
-        head = gr.Number(0, label="head", precision=0, minimum=0)
+        layer = gr.Number(0, step=1, label="layer", minimum=0)
+        head = gr.Number(0, step=1, label="head", minimum=0)
     prompt = gr.Textbox("To be, or not to be, that is the question", label="text", lines=2)
     with gr.Row():
         run = gr.Button("Show attention", variant="primary")

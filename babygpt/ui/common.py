@@ -71,7 +71,10 @@ def friendly_io(fn):
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:
-    """A number from the page or from an API client, which may send anything (NaN, inf, 1e300, text)."""
+    """A number from the page or from an API client, which may send anything (NaN, inf, 1e300, text).
+
+    The forms' counts are plain ``gr.Number(step=1)``, not ``precision=0``: gradio's own rounding
+    fails with no message on NaN and inf, before any handler could explain."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or int(value) != value or not low <= value <= high):
         raise ValueError(f"{name} must be a whole number from {low:,} to {high:,}, got {value!r}")

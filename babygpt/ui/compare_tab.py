@@ -19,7 +19,7 @@ import time
 import gradio as gr
 
 from ..sampling import side_by_side
-from .common import friendly, session_of
+from .common import friendly, session_of, whole_number
 
 MAX_NEW_TOKENS = 1000  # a cap that keeps a shared CPU Space responsive
 MAX_MODELS = 6
@@ -127,7 +127,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour by must be one of {', '.join(COLOUR_BY)}, got {colour_by!r}")
     notes = []
-    max_new_tokens = int(max_new_tokens)
+    max_new_tokens = whole_number(max_new_tokens, "max new tokens", 0, 10**12)
     if max_new_tokens > MAX_NEW_TOKENS:
         notes.append(f"max new tokens capped at {MAX_NEW_TOKENS} (asked for {max_new_tokens})")
         gr.Warning(notes[-1])
@@ -145,8 +145,8 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
                       "block_size": checkpoint.model.config.block_size,
                       "adapter": adapter_note(checkpoint.config, bool(merge_adapters))}
     temperature = 0.0 if mode == "greedy" else float(temperature)
-    settings = {"temperature": temperature, "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed),
-                "stop_strings": parse_stop(stop)}
+    settings = {"temperature": temperature, "top_k": whole_number(top_k, "top-k", 0, 10**9), "top_p": float(top_p),
+                "seed": whole_number(seed, "seed", -(2**63), 2**63 - 1), "stop_strings": parse_stop(stop)}
     results, last_drawn, columns = {}, 0.0, Columns(info, colour_by, prompt)
     for results in side_by_side(models, prompt, max_new_tokens, **settings):
         if time.monotonic() - last_drawn >= REDRAW_SECONDS:
@@ -190,8 +190,8 @@ def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
         mode = gr.Radio(["sampled", "greedy"], value="sampled", label="mode",
                         info="greedy always takes the likeliest token")
-        max_new_tokens = gr.Number(200, label=f"max new tokens (≤ {MAX_NEW_TOKENS})", precision=0, minimum=0)
-        seed = gr.Number(0, label="seed (shared by all models)", precision=0)
+        max_new_tokens = gr.Number(200, step=1, label=f"max new tokens (≤ {MAX_NEW_TOKENS})", minimum=0)
+        seed = gr.Number(0, step=1, label="seed (shared by all models)")
         stop = gr.Textbox("", label="stop at", placeholder=r"comma-separated; \n = newline")
     with gr.Row():
         temperature = gr.Slider(0.0, 2.0, 0.8, step=0.05, label="temperature (0 = greedy)")

@@ -162,8 +162,8 @@ def build(choices: list[str]) -> gr.Dropdown:
         model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
                             allow_custom_value=True)
         preset = gr.Dropdown(list(PRESETS), value=None, label="…or an untrained preset", scale=2)
-        batch_size = gr.Number(12, label="batch size", precision=0, minimum=1)
-        budget_tokens = gr.Number(2_000 * 12 * 64, label="training budget (tokens)", precision=0, minimum=0)
+        batch_size = gr.Number(12, step=1, label="batch size", minimum=1)
+        budget_tokens = gr.Number(2_000 * 12 * 64, step=1, label="training budget (tokens)", minimum=0)
     run = gr.Button("Show stats", variant="primary")
     summary = gr.Markdown()
     with gr.Row():

@@ -70,9 +70,8 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
 
 
 def lora_settings(r, alpha, targets) -> LoRAConfig:
-    if r is None or int(r) != r or not 1 <= r <= LORA_LIMITS["r"]:
-        raise ValueError(f"LoRA rank r must be a whole number from 1 to {LORA_LIMITS['r']}, got {r}")
-    config = LoRAConfig(r=int(r), alpha=float(alpha or 0), targets=tuple(targets or ()))
+    r = whole_number(r, "LoRA rank r", 1, LORA_LIMITS["r"])
+    config = LoRAConfig(r=r, alpha=float(alpha or 0), targets=tuple(targets or ()))
     config.validate()
     return config
 
@@ -95,6 +94,9 @@ def corpus_source(corpus: str, upload: str | None) -> str:
         return corpus
     if not upload:
         raise ValueError("choose a .txt file to upload, or pick a built-in corpus")
+    if not Path(upload).is_file():
+        raise ValueError("the uploaded file is no longer on the server (uploads are deleted after a while); "
+                         "upload it again")
     size = Path(upload).stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise ValueError(f"the file is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
@@ -278,19 +280,19 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     with gr.Row(visible=False) as lora_row:
         base = gr.Dropdown(base_choices, value="gpt" if "gpt" in base_choices else None, allow_custom_value=True,
                            label="base model (kept frozen)", scale=2)
-        lora_r = gr.Number(8, label="rank r", precision=0, minimum=1, maximum=LORA_LIMITS["r"])
+        lora_r = gr.Number(8, step=1, label="rank r", minimum=1, maximum=LORA_LIMITS["r"])
         lora_alpha = gr.Number(16, label="alpha (scale = alpha / r)", minimum=0)
         lora_targets = gr.CheckboxGroup(list(TARGETS), value=["q", "v"], label="adapt", scale=2,
                                         info="query, key, value, attention output, MLP, output head")
         drop_unknown = gr.Checkbox(True, label="drop characters the base never saw")
     with gr.Row() as architecture:
-        n_layer = gr.Number(defaults[0], label="n_layer", precision=0, minimum=1, maximum=LIMITS["n_layer"])
-        n_head = gr.Number(defaults[1], label="n_head", precision=0, minimum=1, maximum=LIMITS["n_head"])
-        n_embd = gr.Number(defaults[2], label="n_embd", precision=0, minimum=1, maximum=LIMITS["n_embd"])
-        block_size = gr.Number(defaults[3], label="block_size", precision=0, minimum=1, maximum=LIMITS["block_size"])
+        n_layer = gr.Number(defaults[0], step=1, label="n_layer", minimum=1, maximum=LIMITS["n_layer"])
+        n_head = gr.Number(defaults[1], step=1, label="n_head", minimum=1, maximum=LIMITS["n_head"])
+        n_embd = gr.Number(defaults[2], step=1, label="n_embd", minimum=1, maximum=LIMITS["n_embd"])
+        block_size = gr.Number(defaults[3], step=1, label="block_size", minimum=1, maximum=LIMITS["block_size"])
     with gr.Row():
-        batch_size = gr.Number(defaults[4], label="batch_size", precision=0, minimum=1, maximum=LIMITS["batch_size"])
-        max_iters = gr.Number(defaults[5], label="max_iters", precision=0, minimum=1, maximum=LIMITS["max_iters"])
+        batch_size = gr.Number(defaults[4], step=1, label="batch_size", minimum=1, maximum=LIMITS["batch_size"])
+        max_iters = gr.Number(defaults[5], step=1, label="max_iters", minimum=1, maximum=LIMITS["max_iters"])
         learning_rate = gr.Number(defaults[6], label="learning_rate")
         max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
     summary = gr.Markdown()
