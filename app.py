@@ -22,8 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     app = build_app()
     app.queue(default_concurrency_limit=4)
+    # gradio keeps each session's copy of the page (about 0.7 MB here) even after the visitor
+    # has gone, up to this many sessions: its default of 10,000 would grow to gigabytes on a
+    # public Space. The least recently used beyond this are dropped (bench/load_test.py --minutes).
+    max_sessions = int(os.environ.get("BABYGPT_MAX_SESSIONS", 500))
     app.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS, theme=THEME,
-               max_file_size="5mb")
+               max_file_size="5mb", state_session_capacity=max_sessions)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ A goal's status is PASS or MISS against the issue's target, INFO for a figure wi
 SKIP for what this machine cannot measure (the GPU rows, without CUDA), and FAIL for a check that
 failed or a benchmark that did not finish.
 
-Usage: ``python -m bench`` (about 30 minutes on 2 cores), ``--quick`` (every benchmark's smoke
+Usage: ``python -m bench`` (about 45 minutes on 2 cores), ``--quick`` (every benchmark's smoke
 run, a few minutes), ``--only train_speed,app_speed``, ``--out PATH``.
 """
 
@@ -41,7 +41,8 @@ BENCHMARKS = {
     "speedrun": ("CPU speedrun on Tiny Shakespeare", [], ["--recipes", "reference,speedrun-cpu", "--budget", "5"]),
     "app_speed": ("the app: start, Compare, heatmaps, memory", [], ["--quick", "--train-seconds", "3"]),
     "ddp_speed": ("torchrun data-parallel throughput", [], ["--quick"]),
-    "load_test": ("16 sessions at once while trainings queue", [],
+    "load_test": ("16 sessions at once while trainings queue, crowd after crowd for 10 minutes",
+                  ["--minutes", "10", "--idle-seconds", "180"],
                   ["--sessions", "4", "--requests", "1", "--idle-seconds", "15"]),
 }
 

@@ -5,6 +5,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi
@@ -91,3 +92,20 @@ def test_a_hub_repo_holding_pickle_downloads_only_safetensors_and_json(hub, tmp_
     assert not any(p.suffix == ".bin" for p in local.iterdir())
     load_checkpoint(local)
     assert not marker.exists()
+
+
+def test_a_hub_repo_listing_files_outside_itself_writes_nothing_outside_the_download(hub, tmp_path):
+    """A hostile Hub may list any name: climbing out with ../, absolute, or a checkpoint file in a
+    subfolder. Only the checkpoint's own file names are fetched, into the download's folder."""
+    push_checkpoint(GPT, "mallory/climb", token=HUB_TOKEN, endpoint=hub.url)
+    repo = hub.repos["mallory/climb"]
+    hostile = {"../../escape.json": b"{}", "/tmp/absolute.json": b"{}", "sub/config.json": b"{}",
+               "..%2F..%2Fencoded.json": b"{}"}
+    hub._commit(repo, {**repo["files"], **hostile}, "hostile names")
+    assert set(hostile) <= set(HfApi(endpoint=hub.url, token=HUB_TOKEN).list_repo_files("mallory/climb"))
+    (tmp_path / "inside").mkdir()
+    local = download_checkpoint("mallory/climb", tmp_path / "inside" / "copy", token=HUB_TOKEN, endpoint=hub.url)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["inside", "copy", *(p.name for p in local.iterdir())])
+    assert all(p.is_file() and not p.is_symlink() for p in local.iterdir())
+    assert not Path("/tmp/absolute.json").exists()
+    load_checkpoint(local)
