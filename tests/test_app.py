@@ -200,6 +200,19 @@ def test_a_second_training_waits_in_the_queue_and_sees_its_position(app_url):
     assert "is ready (max_iters)" in waiting.result()[1]
 
 
+def test_another_visitors_stop_leaves_my_training_running(app_url):
+    mine, theirs = client(app_url), client(app_url)
+    running = mine.submit(*{**TINY_TRAINING, "max_iters": 20000}.values(), api_name="/train")  # stopped below
+    deadline = time.monotonic() + 60
+    while len(running.outputs()) < 2 and time.monotonic() < deadline:  # it is training: curves are coming
+        time.sleep(0.05)
+    theirs.predict(api_name="/stop_training")
+    time.sleep(1.0)
+    assert not running.done(), "another visitor's Stop stopped my training"
+    mine.predict(api_name="/stop_training")
+    assert "is ready (stopped)" in running.result()[1]
+
+
 def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_url):
     c = client(app_url)
     assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001]
