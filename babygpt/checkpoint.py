@@ -210,11 +210,11 @@ def refuse_pickle(directory: Path) -> None:
 def load_checkpoint(directory, device: str | torch.device = "cpu") -> Checkpoint:
     """A model checkpoint, or an adapter on its base (see ``load_adapter``), ready for sampling."""
     directory = Path(directory)
+    if is_adapter(directory):
+        return load_adapter(directory, device=device)  # which makes the same checks
     if not directory.is_dir():
         raise ValueError(f"checkpoint {directory} is not a directory")
     refuse_pickle(directory)
-    if is_adapter(directory):
-        return load_adapter(directory, device=device)
     config = read_config(directory)
     model_config = config_from_json(config["model"])
     tokenizer = load_tokenizer(directory / TOKENIZER_FILE)

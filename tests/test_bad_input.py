@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -273,8 +274,6 @@ def test_nan_and_infinity_over_raw_http_get_a_message_from_every_number_of_every
     """gradio_client cannot send NaN or inf, but the JSON parser behind every endpoint reads the
     bare words NaN and Infinity. Each number any endpoint takes, sent as each of them, must be
     answered (refused with a message, or carried out) and never fail without one."""
-    import httpx
-
     info = httpx.get(f"{app_url}gradio_api/info", timeout=30).json()["named_endpoints"]
     silent, tried = [], 0
     for endpoint, spec in info.items():

@@ -6,19 +6,18 @@ import json
 import shutil
 import time
 import zipfile
-from pathlib import Path
 from urllib.parse import quote
 
+import gradio.utils
 import httpx
 import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import HfApi
 
 from babygpt.hub import push_checkpoint
-from babygpt.lora import LoRAConfig
-from babygpt.runs import new_finetune
 from conftest import HUB_TOKEN, ROOT, raw_call, running_app
 from test_app import TINY_TRAINING
+from test_finetune import finetune, run
 
 ROUTES = ("gradio_api/file=", "gradio_api/file/", "file=")
 
@@ -103,14 +102,6 @@ def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(tmp_
     assert links == [] and uploads and all(p.read_text() == target.read_text() for p in uploads)
 
 
-def finetuned(base: Path, folder: Path) -> Path:
-    for event in new_finetune(base, "kjv", LoRAConfig(r=2, targets=("q", "v")),
-                              {"max_iters": 1, "batch_size": 2, "eval_interval": 1, "eval_iters": 1}, folder,
-                              drop_unknown=True).run():
-        pass
-    return folder
-
-
 def test_an_adapter_from_the_hub_sits_only_on_the_visitors_own_models(hub, tmp_path):
     """An adapter's config names its base, and a stranger's adapter may name any path on the
     server: another visitor's model, /etc. The app looks the base up among the visitor's own
@@ -124,7 +115,8 @@ def test_an_adapter_from_the_hub_sits_only_on_the_visitors_own_models(hub, tmp_p
         (alices_model,) = [p for p in server_tmp.glob("babygpt-session-*/my-*") if p.is_dir()]
         # Mallory knows where Alice's model lies and its weights' hash (here: a copy of it).
         copy = shutil.copytree(alices_model, tmp_path / "copy")
-        adapter = finetuned(copy, tmp_path / "adapter")
+        adapter = tmp_path / "adapter"
+        run(finetune(copy, adapter, max_iters=1))
         for repo, base in (("mallory/alices", str(alices_model.resolve())), ("mallory/etc", "/etc"),
                            ("mallory/nowhere", "/no/such/folder")):
             push_checkpoint(adapter, repo, token=HUB_TOKEN, endpoint=hub.url)
@@ -176,8 +168,6 @@ def test_uploads_are_served_back_only_as_intended_and_deleted_after_a_while(tmp_
         (stored,) = (server_tmp / "gradio").rglob("diary.txt")
         # The folder is a hash of the content keyed with a secret of gradio's, so knowing a file's
         # text does not find its copy; and neither the secret nor any folder is served.
-        import gradio.utils
-
         plain_hash = hashlib.sha256(diary.read_bytes()).hexdigest()
         guesses = [str(stored.parent), str(stored.parent.parent), str(stored.parent.parent / plain_hash / "diary.txt"),
                    gradio.utils.HASH_SEED_PATH]

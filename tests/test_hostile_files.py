@@ -34,6 +34,14 @@ def plant(directory, name, marker):
     (directory / name).write_bytes(pickle.dumps(Payload(marker)))
 
 
+def planted_copy(source, tmp_path, name) -> tuple:
+    """(a copy of ``source`` holding a live payload named ``name``, the file it writes if it runs)."""
+    directory, marker = tmp_path / source.name, tmp_path / "ran"
+    shutil.copytree(source, directory)
+    plant(directory, name, marker)
+    return directory, marker
+
+
 def test_the_payload_is_live(tmp_path):
     """Without this, the tests below could pass because the payload does nothing. Unpickling the
     planted bytes calls ``function(*arguments)`` from ``__reduce__``: the bytes carry both, and
@@ -48,10 +56,7 @@ def test_the_payload_is_live(tmp_path):
 
 @pytest.mark.parametrize("name", PICKLE_NAMES)
 def test_a_checkpoint_holding_pickle_is_refused_and_the_payload_never_runs(tmp_path, name):
-    marker = tmp_path / "ran"
-    directory = tmp_path / "gpt"
-    shutil.copytree(GPT, directory)
-    plant(directory, name, marker)
+    directory, marker = planted_copy(GPT, tmp_path, name)
     with pytest.raises(ValueError, match=f"holds pickle files \\({name}\\).*never loads pickle"):
         load_checkpoint(directory)
     (directory / "model.safetensors").unlink()  # only the pickle left: still refused, not loaded
@@ -61,20 +66,14 @@ def test_a_checkpoint_holding_pickle_is_refused_and_the_payload_never_runs(tmp_p
 
 
 def test_an_adapter_or_its_base_holding_pickle_is_refused(tmp_path):
-    marker = tmp_path / "ran"
-    adapter = tmp_path / "adapter"
-    shutil.copytree(ADAPTER, adapter)
-    plant(adapter, "adapter_model.bin", marker)
+    adapter, marker = planted_copy(ADAPTER, tmp_path, "adapter_model.bin")
     with pytest.raises(ValueError, match="never loads pickle"):
         load_checkpoint(adapter)
     assert not marker.exists()
 
 
 def test_the_command_line_refuses_it_with_a_message_not_a_traceback(tmp_path):
-    marker = tmp_path / "ran"
-    directory = tmp_path / "gpt"
-    shutil.copytree(GPT, directory)
-    plant(directory, "pytorch_model.bin", marker)
+    directory, marker = planted_copy(GPT, tmp_path, "pytorch_model.bin")
     for command in (["sample", str(directory), "--prompt", "Hi", "--max-new-tokens", "5"], ["eval", str(directory)]):
         result = subprocess.run([sys.executable, "-m", "babygpt", *command], cwd=ROOT, capture_output=True, text=True,
                                 timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
