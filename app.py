@@ -16,7 +16,8 @@ THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_m
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the BabyGPT web app.")
     # A Space sets GRADIO_SERVER_NAME/PORT; locally the app listens on this machine only.
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), help="port")
     parser.add_argument("--share", action="store_true", help="also serve through a temporary public gradio.live link")
     args = parser.parse_args()

@@ -42,7 +42,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 
-from .lora import LoRAConfig, apply_lora, lora_state_dict, merge_lora
+from .lora import LoRAConfig, apply_lora, lora_config, lora_state_dict, merge_lora
 from .models import LanguageModel, build_model, config_from_json, config_to_dict
 from .tokenizer import TOKENIZER_FILE, load_tokenizer, save_tokenizer
 
@@ -220,7 +220,8 @@ def load_checkpoint(directory, device: str | torch.device = "cpu") -> Checkpoint
     tokenizer = load_tokenizer(directory / TOKENIZER_FILE)
     if tokenizer.vocab_size != model_config.vocab_size:
         raise ValueError(
-            f"checkpoint {directory}: tokenizer has {tokenizer.vocab_size} tokens, model expects {model_config.vocab_size}"
+            f"checkpoint {directory}: tokenizer has {tokenizer.vocab_size} tokens, model expects "
+             f"{model_config.vocab_size}"
         )
     model = build_model(model_config)
     load_weights(model, directory / MODEL_FILE)
@@ -238,7 +239,8 @@ def load_weights(model: LanguageModel, path: Path) -> None:
     except Exception as error:  # safetensors raises its own types for truncated or bad headers
         raise ValueError(f"{path} is not a readable safetensors file matching the config: {error}") from None
     if missing or unexpected:
-        raise ValueError(f"{path} does not match the config: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise ValueError(f"{path} does not match the config: missing {sorted(missing)}, unexpected "
+                         f"{sorted(unexpected)}")
 
 
 # --- LoRA adapters --------------------------------------------------------------------------------
@@ -269,10 +271,13 @@ def save_adapter(directory, model: LanguageModel, metrics: dict, extra_config: d
     if "base" not in extra_config or "base_sha256" not in extra_config:
         raise ValueError("an adapter's config must name its base checkpoint and the base's sha256")
     directory = Path(directory)
+    lora = lora_config(model)
+    if lora is None:
+        raise ValueError("the model has no LoRA adapters to save")
     config = {
         "format_version": FORMAT_VERSION,
         "kind": "lora",
-        "lora": {**asdict(model.lora_config), "targets": list(model.lora_config.targets)},
+        "lora": {**asdict(lora), "targets": list(lora.targets)},
         "model": config_to_dict(model.config),
         **extra_config,
     }
@@ -386,6 +391,34 @@ def load_adapter(directory, base=None, device: str | torch.device = "cpu", merge
     return Checkpoint(model, loaded.tokenizer, config, metrics, base=base_dir)
 
 
+# --- What a training run writes ------------------------------------------------------------------
+
+
+class RunWriter:
+    """Everything a training run writes to its directory, in one place. At each evaluation: the
+    weights when they are the best so far (a model's, or only a LoRA adapter's: its base stays
+    where it is), the tokenizer the first time (a run's tokenizer never changes), the config and
+    metrics every time (so settings changed on a resume are the ones saved), the training state
+    to resume from, and the attention snapshots."""
+
+    def __init__(self, directory, tokenizer):
+        self.directory = Path(directory)
+        self.tokenizer = tokenizer
+        self.tokenizer_written = False
+
+    def save(self, model: LanguageModel, optimizer, *, metrics: dict, config: dict, rng: dict, counters: dict,
+             weights: bool, snapshots: tuple[list[str], dict[int, torch.Tensor]] | None = None) -> None:
+        if lora_config(model) is not None:
+            save_adapter(self.directory, model, metrics, config, weights=weights)
+        else:
+            save_checkpoint(self.directory, model, self.tokenizer, metrics, config, weights=weights,
+                            write_tokenizer=not self.tokenizer_written)
+            self.tokenizer_written = True
+        save_training_state(self.directory, model, optimizer, rng, counters)
+        if snapshots is not None:
+            save_attention_snapshots(self.directory, *snapshots)
+
+
 # --- Attention over training ----------------------------------------------------------------------
 
 SNAPSHOTS_FILE = "attention_snapshots.safetensors"
@@ -418,12 +451,13 @@ def load_attention_snapshots(directory) -> tuple[list[str], dict[int, torch.Tens
 # --- Training state, for resuming exactly ---------------------------------------------------------
 
 
-def save_training_state(directory, model: LanguageModel, optimizer: torch.optim.Optimizer, rng: dict, state: dict) -> None:
+def save_training_state(directory, model: LanguageModel, optimizer: torch.optim.Optimizer, rng: dict,
+                        state: dict) -> None:
     """Latest weights, AdamW moments and RNG states as tensors; counters as JSON in the header.
 
     A model with LoRA adapters saves only the adapters: its base is frozen and saved elsewhere."""
     directory = Path(directory)
-    weights = lora_state_dict(model) if hasattr(model, "lora_config") else model.state_dict()
+    weights = lora_state_dict(model) if lora_config(model) is not None else model.state_dict()
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items()}
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():

@@ -44,91 +44,152 @@ def add_field_flag(group, f: dataclasses.Field, note: str = "", defaults: dict |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m babygpt", description="Build, train and sample tiny language models.")
+    parser = argparse.ArgumentParser(prog="python -m babygpt",
+                                     description="Build, train and sample tiny language models.")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_train_command(commands)
+    add_finetune_command(commands)
+    add_sample_command(commands)
+    add_eval_command(commands)
+    add_export_command(commands)
+    commands.add_parser("list", help="list model families, presets and built-in corpora")
+    return parser
 
-    train = commands.add_parser("train", help="train a model", description="Train a model and save its checkpoint directory.")
-    train.add_argument("--preset", help=f"a named recipe: {', '.join(PRESETS)} (default {DEFAULT_PRESET} unless --family is given)")
+
+def add_train_command(commands) -> None:
+    train = commands.add_parser("train", help="train a model",
+                                description="Train a model and save its checkpoint directory.")
+    train.add_argument("--preset",
+                       help=f"a named recipe: {', '.join(PRESETS)} (default {DEFAULT_PRESET} unless --family is given)")
     train.add_argument("--family", choices=list(FAMILIES), help="model family, when not taken from --preset")
-    train.add_argument("--data", help=f"built-in corpus ({', '.join(BUILTIN)}, addition:N) or a UTF-8 text file (default shakespeare; on --resume, the run's own)")
+    train.add_argument("--data",
+                       help=(f"built-in corpus ({', '.join(BUILTIN)}, addition:N) or a UTF-8 text file (default "
+                             f"shakespeare; on --resume, the run's own)"))
     train.add_argument("--out", default="out/run", help="checkpoint directory to write (default out/run)")
-    train.add_argument("--resume", action="store_true", help="continue the run saved in --out with its model, tokenizer and settings; training flags (e.g. --max-iters) override its settings")
-    train.add_argument("--tokenizer", choices=["char", "bpe"], help="char: one token per character; bpe: byte-level BPE trained on the corpus (default char)")
+    train.add_argument("--resume", action="store_true",
+                       help=("continue the run saved in --out with its model, tokenizer and settings; training flags "
+                             "(e.g. --max-iters) override its settings"))
+    train.add_argument("--tokenizer", choices=["char", "bpe"],
+                       help="char: one token per character; bpe: byte-level BPE trained on the corpus (default char)")
     train.add_argument("--bpe-vocab-size", type=int, help="vocabulary size of the BPE tokenizer (default 512)")
-    model_group = train.add_argument_group("model hyperparameters (the family's default or the preset's value unless given)")
-    for name, (f, families) in model_fields().items():
+    model_group = train.add_argument_group("model hyperparameters (the family's default or the preset's value unless "
+                                           "given)")
+    for f, families in model_fields().values():
         note = "" if len(families) == len(FAMILIES) else f" [{', '.join(families)}]"
         add_field_flag(model_group, f, note)
     train_group = train.add_argument_group("training hyperparameters")
     for f in dataclasses.fields(TrainConfig):
         add_field_flag(train_group, f)
 
+
+def add_finetune_command(commands) -> None:
     finetune = commands.add_parser(
         "finetune", help="fine-tune a trained model on new text (LoRA adapters, or --full)",
         description="Train LoRA adapters on a frozen base checkpoint (the output directory holds only the "
                     "adapter, a few hundred KB), or with --full every weight of a copy of the base. Every "
                     "evaluation reports val loss on the new corpus and on the base's own corpus.")
     finetune.add_argument("--base", help="the base checkpoint: a directory or a shipped name (gpt, llama, …)")
-    finetune.add_argument("--data", help="the new corpus: built-in name or UTF-8 text file (on --resume, the run's own)")
+    finetune.add_argument("--data",
+                          help="the new corpus: built-in name or UTF-8 text file (on --resume, the run's own)")
     finetune.add_argument("--out", default="out/finetune", help="directory to write (default out/finetune)")
     finetune.add_argument("--resume", action="store_true", help="continue the fine-tune saved in --out")
     finetune.add_argument("--full", action="store_true", help="train every weight instead of LoRA adapters")
     lora_defaults = LoRAConfig()
     finetune.add_argument("--lora-r", type=int, help=f"adapter rank r (default {lora_defaults.r})")
-    finetune.add_argument("--lora-alpha", type=float, help=f"adapter scale is alpha / r (default {lora_defaults.alpha:g})")
-    finetune.add_argument("--lora-dropout", type=float, help=f"dropout on the adapters' input (default {lora_defaults.dropout:g})")
-    finetune.add_argument("--lora-targets", help=f"comma-separated, from {','.join(TARGETS)} (default {','.join(lora_defaults.targets)})")
-    finetune.add_argument("--drop-unknown", action="store_true", help="drop the corpus's characters that a character-level base has no token for")
+    finetune.add_argument("--lora-alpha", type=float,
+                          help=f"adapter scale is alpha / r (default {lora_defaults.alpha:g})")
+    finetune.add_argument("--lora-dropout", type=float,
+                          help=f"dropout on the adapters' input (default {lora_defaults.dropout:g})")
+    finetune.add_argument("--lora-targets",
+                          help=f"comma-separated, from {','.join(TARGETS)} (default {','.join(lora_defaults.targets)})")
+    finetune.add_argument("--drop-unknown", action="store_true",
+                          help="drop the corpus's characters that a character-level base has no token for")
     finetune_group = finetune.add_argument_group("training hyperparameters")
     for f in dataclasses.fields(TrainConfig):
         add_field_flag(finetune_group, f, defaults=FINETUNE_DEFAULTS)
 
+
+def add_sample_command(commands) -> None:
     sample = commands.add_parser("sample", help="generate text from a checkpoint")
     sample.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     sample.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     sample.add_argument("--max-new-tokens", type=int, default=500, help="tokens to generate (default 500)")
     sample.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more random (default 0.8)")
     sample.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all; default 0)")
-    sample.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens holding this much probability (default 1 = all)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same text (default 0)")
-    sample.add_argument("--stop", action="append", default=[], help="stop once the new text contains this string (repeatable)")
-    sample.add_argument("--no-cache", action="store_true", help="re-run the whole context every token (slow; for checking the KV cache)")
+    sample.add_argument("--top-p", type=float, default=1.0,
+                        help="sample among the likeliest tokens holding this much probability (default 1 = all)")
+    sample.add_argument("--seed", type=int, default=0,
+                        help="random seed: the same seed gives the same text (default 0)")
+    sample.add_argument("--stop", action="append", default=[],
+                        help="stop once the new text contains this string (repeatable)")
+    sample.add_argument("--no-cache", action="store_true",
+                        help="re-run the whole context every token (slow; for checking the KV cache)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    sample.add_argument("--fast-kernels", action="store_true",
+                        help="time torch's and oneDNN's one-row matrix product on this machine for each of the "
+                             "model's matrices and use the faster (babygpt.kernels; helps large models on some CPUs)")
 
+
+def add_eval_command(commands) -> None:
     evaluate = commands.add_parser("eval", help="val loss and bits per character of a checkpoint")
     evaluate.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     evaluate.add_argument("--data", help="corpus to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--split", choices=["train", "val"], default="val", help="which split (default val)")
-    evaluate.add_argument("--drop-unknown", action="store_true", help="drop the corpus's characters the model has no token for (as a fine-tune with --drop-unknown did)")
+    evaluate.add_argument("--drop-unknown", action="store_true",
+                          help=("drop the corpus's characters the model has no token for (as a fine-tune with "
+                                "--drop-unknown did)"))
     evaluate.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
+
+def add_export_command(commands) -> None:
     export = commands.add_parser(
         "export", help="write a checkpoint in transformers' layout (gpt as GPT-2, llama as Llama)",
         description="Write config.json and model.safetensors that transformers.AutoModelForCausalLM loads with the "
                     "same logits. A LoRA adapter is exported merged into its base.")
     export.add_argument("checkpoint", help="checkpoint or adapter directory, or a shipped name")
     export.add_argument("--out", required=True, help="directory to create")
-    export.add_argument("--peft", action="store_true", help="a LoRA adapter as OUT/adapter in PEFT's layout, beside its base in OUT/base (instead of merged)")
+    export.add_argument("--peft", action="store_true",
+                        help=("a LoRA adapter as OUT/adapter in PEFT's layout, beside its base in OUT/base (instead of "
+                              "merged)"))
 
-    commands.add_parser("list", help="list model families, presets and built-in corpora")
-    return parser
+
+def start_distributed(device: str | None) -> bool:
+    """Under ``torchrun`` (WORLD_SIZE > 1) join the process group; whether we did."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        init_distributed(device or "auto")
+    return distributed
+
+
+def training_flags(args, distributed: bool) -> dict:
+    """The TrainConfig flags given; under torchrun on GPUs each process takes its own GPU."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    train = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if distributed and "device" not in train and os.environ.get("LOCAL_RANK") and pick_device().type == "cuda":
+        train["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
+    return train
+
+
+def train_and_render(trainer, distributed: bool) -> int:
+    # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
+    signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    render_training(trainer, show=trainer.rank == 0)
+    if distributed:
+        shutdown_distributed()
+    return 0
 
 
 def run_train(args) -> int:
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        init_distributed(args.device or "auto")
-    rank = int(os.environ.get("RANK", "0"))
+    distributed = start_distributed(args.device)
     all_fields = model_fields()
     model = {name: getattr(args, name) for name in all_fields if getattr(args, name) is not None}
-    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
-    if distributed and "device" not in train and os.environ.get("LOCAL_RANK") and pick_device().type == "cuda":
-        train["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
+    train = training_flags(args, distributed)
     if args.resume:
         fixed = [f"--{k.replace('_', '-')}" for k in model] + [
             flag for flag, given in (("--preset", args.preset), ("--family", args.family),
-                                     ("--tokenizer", args.tokenizer), ("--bpe-vocab-size", args.bpe_vocab_size)) if given
+                                     ("--tokenizer", args.tokenizer), ("--bpe-vocab-size", args.bpe_vocab_size))
+            if given
         ]
         if fixed:
             raise ValueError(f"--resume keeps the model and tokenizer of {args.out}; drop {', '.join(fixed)}")
@@ -141,22 +202,19 @@ def run_train(args) -> int:
         given = {"tokenizer": args.tokenizer, "bpe_vocab_size": args.bpe_vocab_size}
         trainer = new_run(args.data or "shakespeare", args.family, args.preset, model, train, out_dir=args.out,
                           **{k: v for k, v in given.items() if v is not None})
-    # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
-    signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
-    render_training(trainer, show=rank == 0)
-    if distributed:
-        shutdown_distributed()
-    return 0
+    return train_and_render(trainer, distributed)
 
 
 def run_finetune(args) -> int:
-    train = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    distributed = start_distributed(args.device)
+    train = training_flags(args, distributed)
     lora_flags = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
                   "targets": args.lora_targets and tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())}
     lora_flags = {k: v for k, v in lora_flags.items() if v is not None}
     if args.resume:
         fixed = [f"--lora-{k}" for k in lora_flags] + [
-            flag for flag, given in (("--base", args.base), ("--full", args.full), ("--drop-unknown", args.drop_unknown))
+            flag for flag, given in (("--base", args.base), ("--full", args.full),
+                                     ("--drop-unknown", args.drop_unknown))
             if given
         ]
         if fixed:
@@ -164,17 +222,16 @@ def run_finetune(args) -> int:
         trainer = resume_run(args.out, args.data, train)
     else:
         if not args.base or not args.data:
-            raise ValueError("--base and --data are required: the checkpoint to start from and the corpus to fine-tune on")
+            raise ValueError("--base and --data are required: the checkpoint to start from and the corpus to "
+                             "fine-tune on")
         if args.full and lora_flags:
             raise ValueError(f"--full trains every weight; drop {', '.join('--lora-' + k for k in lora_flags)}")
         lora = None if args.full else LoRAConfig(**lora_flags)
         trainer = new_finetune(args.base, args.data, lora, train, args.out, drop_unknown=args.drop_unknown)
         dropped = trainer.run_info.get("dropped_characters")
-        if dropped:
+        if dropped and trainer.rank == 0:
             print(f"dropped {dropped:,} characters of {args.data} that {args.base}'s vocabulary lacks")
-    signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
-    render_training(trainer)
-    return 0
+    return train_and_render(trainer, distributed)
 
 
 def init_distributed(device: str) -> None:
@@ -216,11 +273,13 @@ def render_training(trainer, show: bool = True) -> None:
     for event in trainer.run():
         if event.kind == "step":
             bar.update(event.step - bar.n)
-            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, MFU {100 * event.mfu:.1f} %, "
+            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, MFU {100 * event.mfu:.1f} "
+                                f"%, "
                                 f"ETA {format_seconds(event.eta)}")
         elif event.kind == "eval" and show:
             others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
-            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best {event.best_val_loss:.4f}){others}")
+            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best "
+                      f"{event.best_val_loss:.4f}){others}")
             if event.sample:
                 bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
         elif event.kind == "done":
@@ -228,18 +287,27 @@ def render_training(trainer, show: bool = True) -> None:
             if show:
                 where = f"; checkpoint in {event.checkpoint}" if event.checkpoint else ""
                 best = f"{event.best_val_loss:.4f}" if event.best_val_loss is not None else "n/a"
-                print(f"done ({event.reason}) at step {event.step} after {format_seconds(event.elapsed)}: best val loss {best}{where}")
+                print(f"done ({event.reason}) at step {event.step} after {format_seconds(event.elapsed)}: best val "
+                      f"loss {best}{where}")
 
 
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def run_sample(args) -> int:
     loaded = checkpoint.load_checkpoint(checkpoint.find_checkpoint(args.checkpoint), pick_device(args.device))
+    if args.fast_kernels:
+        from .kernels import fastest_linear
+
+        report = fastest_linear(loaded.model)
+        faster = sum(row["kernel"] == "onednn" for row in report.values())
+        print(f"fast kernels: oneDNN for {faster} of {len(report)} matrix shapes (measured here)", file=sys.stderr)
     steps = stream(
         loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens, stop_strings=args.stop,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache,
@@ -291,7 +359,9 @@ def run_export(args) -> int:
 
 
 def run_list(_args) -> int:
-    print("families: " + ", ".join(FAMILIES))
+    print("families:")
+    for family in FAMILIES.values():
+        print(f"  {family.name:8s} {family.summary}")
     print("presets:")
     for name, (family, settings) in PRESETS.items():
         model = ", ".join(f"{k}={v}" for k, v in settings.get("model", {}).items())

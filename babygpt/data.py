@@ -99,7 +99,7 @@ class Dataset:
     val: torch.Tensor
 
     @classmethod
-    def from_text(cls, text: str, tokenizer, block_size: int) -> "Dataset":
+    def from_text(cls, text: str, tokenizer, block_size: int) -> Dataset:
         ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         split = int(TRAIN_FRACTION * len(ids))
         dataset = cls(ids[:split], ids[split:])

@@ -24,10 +24,23 @@ from huggingface_hub import CommitOperationAdd, HfApi, get_session, get_token, s
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import machine
-from .checkpoint import (ADAPTER_CONFIG_FILE, ADAPTER_FILE, CONFIG_FILE, METRICS_FILE, MODEL_FILE, Checkpoint,
-                         base_among, find_checkpoint, is_adapter, load_adapter, load_checkpoint, save_adapter,
-                         save_checkpoint, shipped_checkpoints)
 from .card import card_for
+from .checkpoint import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    Checkpoint,
+    base_among,
+    find_checkpoint,
+    is_adapter,
+    load_adapter,
+    load_checkpoint,
+    save_adapter,
+    save_checkpoint,
+    shipped_checkpoints,
+)
 from .tokenizer import TOKENIZER_FILE
 
 CARD_FILE = "README.md"
@@ -53,7 +66,8 @@ def _http_answer(error: BaseException | None) -> BaseException | None:
     """The Hub's own answer inside ``error``: huggingface_hub wraps it (e.g. a 500 in
     snapshot_download surfaces as LocalEntryNotFoundError, the HTTP error its cause)."""
     while error is not None:
-        if isinstance(error, RepositoryNotFoundError) or (isinstance(error, HfHubHTTPError) and error.response is not None):
+        answered = isinstance(error, HfHubHTTPError) and error.response is not None
+        if isinstance(error, RepositoryNotFoundError) or answered:
             return error
         error = error.__cause__ or error.__context__
     return None
@@ -156,7 +170,8 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
 def save_pretrained(loaded: Checkpoint, directory) -> Path:
     """Write a loaded model or adapter as a checkpoint directory (what ``push_to_hub`` uploads)."""
     directory = Path(directory)
-    config = {k: v for k, v in loaded.config.items() if k not in ("format_version", "kind", "lora", "model", "tokenizer")}
+    written_anew = ("format_version", "kind", "lora", "model", "tokenizer")
+    config = {k: v for k, v in loaded.config.items() if k not in written_anew}
     if loaded.config.get("kind") == "lora":
         save_adapter(directory, loaded.model, loaded.metrics, config)
     else:

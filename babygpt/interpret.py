@@ -21,19 +21,21 @@ from dataclasses import dataclass
 
 import torch
 
-from .models import family_of
+from .attention import attention_weights, encode_tail
+from .models import FAMILIES, LanguageModel, evaluating, family_of
 
 ROLES = ("previous token", "first token", "induction")
 
 
-def _blocks_and_readout(model):
-    """(the model's blocks, the function from a residual stream to logits) for gpt and llama."""
-    family = family_of(model.config)
-    if family == "gpt":
-        return model.transformer.h, lambda x: model.lm_head(model.transformer.ln_f(x))
-    if family == "llama":
-        return model.layers, lambda x: model.lm_head(model.norm(x))
-    raise ValueError(f"the logit lens reads the layers of gpt and llama models, not of a {family} model")
+def residual_names(model: LanguageModel) -> list[str]:
+    """The residual stream's hook points, as the logit lens reads it: entering the first block, then
+    after every block."""
+    if not model.has_attention:
+        readable = ", ".join(family.name for family in FAMILIES.values() if family.has_attention)
+        raise ValueError(f"the logit lens reads the layers of {readable} models, not of a {family_of(model.config)} "
+                         f"model")
+    after = [name for name in model.hook_points() if name.startswith("blocks.") and name.endswith(".resid_post")]
+    return ["blocks.0.resid_pre", *after]
 
 
 @dataclass
@@ -49,33 +51,22 @@ class LogitLens:
 def logit_lens(model, tokenizer, text: str) -> LogitLens:
     """Read the residual stream after the embeddings and after every block through the final norm
     and head, for the last ``block_size`` tokens of ``text``."""
-    if not text:
-        raise ValueError("the text is empty: give at least one character")
-    blocks, readout = _blocks_and_readout(model)
-    ids = tokenizer.encode(text)[-model.config.block_size :]
-    if not ids:
-        raise ValueError("the text encodes to no tokens")
-    streams: list[torch.Tensor] = []
-    hooks = [blocks[0].register_forward_pre_hook(lambda _m, args: streams.append(args[0]))]
-    hooks += [b.register_forward_hook(lambda _m, _args, out: streams.append(out[0])) for b in blocks]
-    was_training = model.training
-    model.eval()
+    names = residual_names(model)
+    ids, _ = encode_tail(model, tokenizer, text)
     device = next(model.parameters()).device
-    try:
-        logits, _ = model(torch.tensor([ids], device=device))
-    finally:
-        model.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    rows = [readout(s)[0] for s in streams]
+    with evaluating(model):
+        logits, kept = model.run_with_cache(torch.tensor([ids], device=device), names)
+        rows = [model.unembed(kept[name])[0] for name in names]
     if not torch.allclose(rows[-1], logits[0], atol=1e-4):
         raise RuntimeError("the last row of the logit lens must be the model's own output")
     probs = torch.stack([row.float().softmax(-1) for row in rows]).cpu()  # (rows, T, V)
     top_p, top_id = probs.max(dim=-1)
-    targets = torch.tensor(ids[1:])
-    target_p = probs[:, :-1].gather(-1, targets.view(1, -1, 1).expand(probs.size(0), -1, 1))[..., 0] if len(ids) > 1 else None
-    names = ["embeddings"] + [f"layer {i}" for i in range(len(blocks))]
-    return LogitLens([tokenizer.decode([i]) for i in ids], names,
+    target_p = None
+    if len(ids) > 1:
+        targets = torch.tensor(ids[1:]).view(1, -1, 1).expand(probs.size(0), -1, 1)
+        target_p = probs[:, :-1].gather(-1, targets)[..., 0]
+    layers = ["embeddings"] + [f"layer {i}" for i in range(len(names) - 1)]
+    return LogitLens([tokenizer.decode([i]) for i in ids], layers,
                      [[tokenizer.decode([i]) for i in row.tolist()] for row in top_id], top_p, target_p)
 
 
@@ -109,20 +100,14 @@ def head_roles(model, seed: int = 0, copies_of: int | None = None) -> dict:
     sequences repeated twice (8 of them; the repeat is what the induction score needs).
 
     Returns ``{"scores": {role: tensor (n_layer, n_head)}, "length": half length}``."""
-    _blocks_and_readout(model)  # attention families only
+    residual_names(model)  # attention families only
     n = copies_of or model.config.block_size // 2
     if not 2 <= n <= model.config.block_size // 2:
         raise ValueError(f"the repeated half must be 2 to {model.config.block_size // 2} tokens, got {n}")
     generator = torch.Generator().manual_seed(seed)
     half = torch.randint(0, model.config.vocab_size, (8, n), generator=generator)
     ids = torch.cat([half, half], dim=1)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        _, _, weights = model(ids.to(device), return_attention=True)  # (B, layers, heads, T, T)
-    finally:
-        model.train(was_training)
+    weights = attention_weights(model, ids.to(next(model.parameters()).device))  # (B, layers, heads, T, T)
     weights = weights.float().cpu().mean(0)
     patterns = role_patterns(2 * n, repeat_from=n)
     return {"scores": {role: pattern_score(weights, patterns[role]) for role in ROLES}, "length": n}

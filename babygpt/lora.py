@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import BaseConfig, LanguageModel, build_model, family_of
+from .models import FAMILIES, BaseConfig, LanguageModel, build_model, family_of
 
 TARGETS = ("q", "k", "v", "o", "mlp", "head")
 
@@ -46,7 +46,8 @@ class LoRAConfig:
             raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
-            raise ValueError(f"LoRA targets must be some of {', '.join(TARGETS)}; got {', '.join(self.targets) or 'none'}")
+            raise ValueError(f"LoRA targets must be some of {', '.join(TARGETS)}; got "
+                             f"{', '.join(self.targets) or 'none'}")
 
     @property
     def scale(self) -> float:
@@ -60,6 +61,7 @@ class LoRALinear(nn.Module):
                  tied: bool = False):
         super().__init__()
         self.base = base
+        self.config = config
         self.scale = config.scale
         self.parts = parts or {"all": (0, base.out_features)}
         self.tied = tied  # the weight is also the token embedding: no merging
@@ -71,7 +73,8 @@ class LoRALinear(nn.Module):
             a = torch.empty(config.r, base.in_features, device=weight.device, dtype=weight.dtype)
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # PEFT's and litgpt's choice for A
             self.lora_A[name] = nn.Parameter(a)
-            self.lora_B[name] = nn.Parameter(torch.zeros(stop - start, config.r, device=weight.device, dtype=weight.dtype))
+            b = torch.zeros(stop - start, config.r, device=weight.device, dtype=weight.dtype)
+            self.lora_B[name] = nn.Parameter(b)
         self.kept_base_weight: torch.Tensor | None = None  # set while merged
 
     @property
@@ -121,51 +124,31 @@ class LoRALinear(nn.Module):
             self.kept_base_weight = None
 
 
-def _gpt_sites(model, targets):
-    """(parent module, attribute, parts or None, tied) for each Linear that the targets adapt."""
-    inner = model.config.n_head * model.config.head_dim
-    for block in model.transformer.h:
-        rows = {name: (i * inner, (i + 1) * inner) for i, name in enumerate("qkv") if name in targets}
-        if rows:
-            yield block.attn, "c_attn", rows, False
-        if "o" in targets:
-            yield block.attn, "c_proj", None, False
-        if "mlp" in targets and block.mlp is not None:
-            yield block.mlp, "c_fc", None, False
-            yield block.mlp, "c_proj", None, False
-    if "head" in targets:
-        yield model, "lm_head", None, model.config.tie_weights
-
-
-def _llama_sites(model, targets):
-    for block in model.layers:
-        for name in "qkvo":
-            if name in targets:
-                yield block.self_attn, f"{name}_proj", None, False
-        if "mlp" in targets:
-            for name in ("gate_proj", "up_proj", "down_proj"):
-                yield block.mlp, name, None, False
-    if "head" in targets:
-        yield model, "lm_head", None, model.config.tie_weights
-
-
-SITES = {"gpt": _gpt_sites, "llama": _llama_sites}  # family -> where its targets live
-
-
 def apply_lora(model: LanguageModel, config: LoRAConfig) -> LanguageModel:
-    """Freeze ``model`` and wrap its target Linears with adapters, in place; returns the model."""
+    """Freeze ``model`` and wrap its target Linears with adapters, in place; returns the model.
+
+    Where the targets sit is the family's own answer (``model.lora_sites``)."""
     config.validate()
-    family = family_of(model.config)
-    if family not in SITES:
-        raise ValueError(f"LoRA adapts the attention families ({', '.join(SITES)}), not {family!r}")
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
+    check_supported(model)
+    if lora_config(model) is not None:
         raise ValueError("this model already has LoRA adapters")
     for p in model.parameters():
         p.requires_grad_(False)
-    for parent, attribute, parts, tied in SITES[family](model, set(config.targets)):
+    for parent, attribute, parts, tied in model.lora_sites(set(config.targets)):
         setattr(parent, attribute, LoRALinear(getattr(parent, attribute), config, parts, tied))
-    model.lora_config = config
     return model
+
+
+def check_supported(model: LanguageModel) -> None:
+    """Refuse a model whose family has nowhere for adapters to sit."""
+    if not model.lora_targets:
+        adaptable = ", ".join(family.name for family in FAMILIES.values() if family.lora_targets)
+        raise ValueError(f"LoRA adapts the attention families ({adaptable}), not {family_of(model.config)!r}")
+
+
+def lora_config(model: nn.Module) -> LoRAConfig | None:
+    """The settings of the adapters on ``model``, or None when it has none."""
+    return next((layer.config for layer in lora_layers(model)), None)
 
 
 def lora_layers(model: nn.Module) -> list[LoRALinear]:

@@ -3,6 +3,7 @@ the matmul peak that model FLOPs utilisation (MFU) is measured against."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -26,12 +27,54 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def load_average() -> str:
-    """The 1/5/15-minute load average: other work on a shared machine slows every setting."""
+def cpu_flags() -> set[str]:
     try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
     except OSError:
-        return "unknown"
+        pass
+    return set()
+
+
+def describe() -> dict[str, str]:
+    """The one description of this machine that every report starts with (benchmarks, the
+    checkpoint builders, the app's about line): what a figure was measured on."""
+    flags = cpu_flags()
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        memory = "unknown"
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "logical cpus": str(os.cpu_count()),
+        "torch threads": str(torch.get_num_threads()),
+        "bf16 matmul instructions": next((f for f in ("amx_bf16", "avx512_bf16") if f in flags),
+                                         "none (bf16 is emulated)"),
+        "memory": memory,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "load average": load_average(),
+    }
+
+
+def markdown(facts: dict) -> str:
+    """A machine description as the bullet list the reports print."""
+    return "\n".join(f"- {key}: {value}" for key, value in facts.items())
+
+
+def load_averages() -> list[float]:
+    """The 1, 5 and 15-minute load averages: other work on a shared machine slows every setting."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in load_averages()) or "unknown"
 
 
 def chosen_shapes(parser, shapes_arg: str | None, quick: bool, shapes: dict) -> list[str]:
@@ -61,11 +104,14 @@ def _peak_key(device: torch.device, dtype: torch.dtype) -> str:
     return f"{where} | {device.type} | {dtype} | torch {torch.__version__}"
 
 
-def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 10) -> float:
-    """FLOP/s of the best of ``repeats`` square matmuls: what this machine's matmuls reach at best."""
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, repeats: int = 10,
+                        max_seconds: float = 2.0) -> float:
+    """FLOP/s of the best of ``repeats`` square ``PEAK_SIZE`` matmuls: what this machine's matmuls
+    reach at best. Timing stops early after ``max_seconds`` (a CPU without bf16 instructions
+    emulates bf16 a hundred times slower than fp32: one product then takes seconds)."""
     generator = torch.Generator(device).manual_seed(0)  # never the global RNG: a run's dropout must not shift
     a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, device=device, dtype=dtype, generator=generator) for _ in range(2))
-    best = float("inf")
+    times = []
     for _ in range(repeats + 1):  # the first one warms up caches and kernels
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -73,8 +119,10 @@ def measure_matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32
         a @ b
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * PEAK_SIZE**3 / best
+        times.append(time.perf_counter() - start)
+        if len(times) > 1 and sum(times) > max_seconds:
+            break
+    return 2 * PEAK_SIZE**3 / min(times[1:] or times)
 
 
 def matmul_peak_flops(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .data import Dataset
+from .evaluation import in_batches, loss_over
 from .sampling import generate
 
 
@@ -68,24 +69,19 @@ def tokens_per_second(model, prompt_ids: list[int], new_tokens: int = 200, repea
     return new_tokens / best
 
 
-@torch.no_grad()
 def val_loss(model, dataset: Dataset, max_windows: int = 256, batch_size: int = 32) -> float:
     x, y = dataset.windows("val", model.config.block_size)
-    x, y = x[:max_windows], y[:max_windows]
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        _, loss = model(x[start : start + batch_size], y[start : start + batch_size])
-        total += loss.item() * y[start : start + batch_size].numel()
-    return total / y.numel()
+    total, tokens = loss_over(model, in_batches(x[:max_windows], y[:max_windows], batch_size))
+    return total / tokens
 
 
 def quantization_report(model, dataset: Dataset, new_tokens: int = 200, max_windows: int = 256) -> list[dict]:
     """Rows for fp32 and int8: weight bytes, greedy KV-cached tokens/s, val loss (first windows)."""
-    model.eval()
     quantized = quantize_int8(model)
     prompt = dataset.val[:8].tolist()
     rows = []
     for name, m in (("fp32", model), ("int8 weights (torchao Int8WeightOnlyConfig)", quantized)):
-        rows.append({"model": name, "weight_bytes": weight_bytes(m), "tokens_per_sec": tokens_per_second(m, prompt, new_tokens),
+        rows.append({"model": name, "weight_bytes": weight_bytes(m),
+                     "tokens_per_sec": tokens_per_second(m, prompt, new_tokens),
                      "val_loss": val_loss(m, dataset, max_windows)})
     return rows

@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoint
 from .data import Dataset, is_builtin, load_text
-from .lora import LoRAConfig, apply_lora
+from .lora import LoRAConfig, apply_lora, check_supported
 from .models import build_model, config_from_json, get_preset, make_config
 from .tokenizer import load_tokenizer, train_tokenizer
 from .trainer import TrainConfig, Trainer
@@ -131,8 +131,8 @@ def new_finetune(
         lora.validate()
     train_config = TrainConfig.from_dict({**FINETUNE_DEFAULTS, **(train or {})})
     loaded = checkpoint.load_checkpoint(base_dir)
-    if lora is not None and loaded.config["model"]["family"] not in ("gpt", "llama"):
-        raise ValueError(f"LoRA adapts the attention families (gpt, llama), not {loaded.config['model']['family']!r}")
+    if lora is not None:
+        check_supported(loaded.model)
     corpus = corpus_name(data)
     text, dropped = fit_to_vocabulary(load_text(data), loaded.tokenizer, drop_unknown)
     block_size = loaded.model.config.block_size

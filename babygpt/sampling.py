@@ -2,17 +2,19 @@
 the model believed.
 
 What the model sees
-    The last ``block_size`` tokens, as in nanoGPT's ``generate``. A prompt longer than that is cut to
-    its last ``block_size`` tokens (``Step.context_cut`` says so).
+    The last ``model.max_context`` tokens (its ``block_size``), as in nanoGPT's ``generate``. A
+    prompt longer than that is cut to its last ``block_size`` tokens (``Step.context_cut`` says
+    so). A recurrent model (``max_context`` None) sees the whole text through its state.
 
-KV cache (``use_cache=True``, the default, for gpt and llama)
-    The prompt is encoded once; each step then feeds only the new token. Once the text outgrows
-    ``block_size`` the window slides by one token a step and is *re-encoded* from scratch: with
-    learned positions every token's position embedding changes when the window moves; with RoPE
-    the first layer could keep its keys, but a deeper layer's keys were computed from tokens that
-    have since left the window. Re-encoding keeps cached generation equal to uncached generation
-    (same tokens, logits within float rounding) at every length; past ``block_size`` it costs what
-    uncached generation costs.
+The cache (``use_cache=True``, the default; whatever the family's ``new_cache`` makes)
+    The prompt is encoded once; each step then feeds only the new token. For an attention family
+    the cache holds keys and values; once the text outgrows ``block_size`` the window slides by one
+    token a step and is *re-encoded* from scratch: with learned positions every token's position
+    embedding changes when the window moves; with RoPE the first layer could keep its keys, but a
+    deeper layer's keys were computed from tokens that have since left the window. Re-encoding
+    keeps cached generation equal to uncached generation (same tokens, logits within float
+    rounding) at every length; past ``block_size`` it costs what uncached generation costs. A
+    recurrent family's cache is its state, which never needs re-encoding.
 
 Randomness, and fair comparisons
     Every sampled step draws exactly one uniform number ``u`` from a ``torch.Generator`` made for the
@@ -32,16 +34,19 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
+
+from .models import evaluating
 
 MAX_NEW_TOKENS = 100_000  # a bound on any one call; the app sets a lower one
 TOP_ALTERNATIVES = 5
 
 
-def next_token_distribution(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+def next_token_distribution(logits: torch.Tensor, temperature: float, top_k: int = 0,
+                            top_p: float = 1.0) -> torch.Tensor:
     """Probabilities (V,) from the last position's logits (V,) after temperature, top-k and top-p."""
     # Subtract the maximum first: (logits - max) / temperature is never +inf, so even a tiny
     # temperature gives a valid (nearly one-hot) distribution instead of NaN.
@@ -93,7 +98,7 @@ class Context:
 
     def __init__(self, model, use_cache: bool = True):
         self.model = model
-        self.block_size = model.config.block_size
+        self.max_context = model.max_context  # None: a recurrent state carries the whole text
         self.device = next(model.parameters()).device
         self.cache = model.new_cache() if use_cache else None
         self.window_start = 0
@@ -101,7 +106,7 @@ class Context:
 
     @torch.inference_mode()
     def next_logits(self, ids: list[int]) -> torch.Tensor:
-        start = max(0, len(ids) - self.block_size)
+        start = max(0, len(ids) - self.max_context) if self.max_context else 0
         if self.cache is None:
             self.encodes += 1
             logits, _ = self.model(torch.tensor([ids[start:]], device=self.device))
@@ -135,13 +140,11 @@ def token_ids(
     if unknown:
         raise ValueError(f"token ids must be whole numbers from 0 to {vocab_size - 1}, got {unknown[:5]}")
     check_settings(max_new_tokens, temperature, top_k, top_p)
-    was_training = model.training
-    model.eval()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     ids = list(prompt_ids)
     stop = set(stop_ids or ())
     context = Context(model, use_cache)
-    try:
+    with evaluating(model):
         for _ in range(max_new_tokens):
             logits = context.next_logits(ids)
             if temperature == 0:
@@ -155,8 +158,6 @@ def token_ids(
             yield token, logits, chance
             if token in stop:
                 break
-    finally:
-        model.train(was_training)
 
 
 def generate(model, prompt_ids: list[int], max_new_tokens: int, **settings) -> list[int]:
@@ -213,7 +214,7 @@ def stream(
     if any(not s for s in stop_strings):
         raise ValueError("stop strings must not be empty")
     prompt_ids = tokenizer.encode(prompt)
-    cut = len(prompt_ids) > model.config.block_size
+    cut = model.max_context is not None and len(prompt_ids) > model.max_context
     tracker, new_text = TextTracker(tokenizer), ""
     longest_stop = max((len(s) for s in stop_strings), default=0)
     stop_ids = set(settings.get("stop_ids") or ())

@@ -23,7 +23,6 @@ not counted (they are O(n_embd) per token next to the O(n_embd^2) matmuls).
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 from torch import nn
@@ -33,74 +32,44 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
-from .models import BaseConfig, LanguageModel, build_model, family_of
+from .lora import lora_layers
+from .models import BaseConfig, LanguageModel, build_model, evaluating
 
 # --- parameters ---------------------------------------------------------------------------------
 
-# (pattern on a parameter's name, row label); the first match wins, "{}" is the block number.
-# Names follow the model files: nanoGPT's for gpt, transformers' Llama names for llama.
-_BLOCK = r"(?:transformer\.h|layers)\.(\d+)\."
-_ROWS = [
-    (r".*\.lora_[AB]\.", "LoRA adapters"),
-    (r"transformer\.wte\.|embed_tokens\.|embedding\.", "token embedding"),
-    (r"transformer\.wpe\.", "position embedding"),
-    (_BLOCK + r"(?:attn|self_attn)\.log_time_weight$", "block {} time weights"),
-    (_BLOCK + r"(?:attn|self_attn)\.", "block {} attention"),
-    (_BLOCK + r"mlp\.", "block {} MLP"),
-    (_BLOCK + r"(?:ln_\d|input_layernorm|post_attention_layernorm)\.", "block {} norms"),
-    (r"transformer\.ln_f\.|norm\.", "final norm"),
-    (r"lm_head\.|head\.", "output head"),
-    (r"table\.", "bigram table"),
-    (r"hidden\.", "hidden layer"),
-]
-
-
-def _row_label(name: str) -> str:
-    for pattern, label in _ROWS:
-        match = re.match(pattern, name)
-        if match:
-            return label.format(*match.groups())
-    return name.rsplit(".", 1)[0]  # a module no rule knows keeps its own name
+LORA_ROW = "LoRA adapters"
 
 
 def parameter_breakdown(model: nn.Module) -> list[dict]:
     """Parameters per readable group, in the model's order: ``[{"module", "parameters", "share"}]``.
 
-    Groups: token embedding, position embedding (gpt), then per block its attention, time weights
-    (gpt ``time_weighting``), MLP and norms, then the final norm and the output head. A head tied
-    to the token embedding is listed as "output head (tied to token embedding)" with 0 parameters:
-    its tensor is already counted once under the embedding, as ``model.num_parameters()`` counts
-    it, so the rows always sum to ``model.num_parameters()``. ``share`` is the row's fraction of it.
+    The groups are the family's own (``model.parameter_groups()``: for gpt the token and position
+    embeddings, per block its attention, time weights, MLP and norms, the final norm, the head).
+    A head tied to the token embedding is listed as "output head (tied to token embedding)" with 0
+    parameters: its tensor is already counted once under the embedding, as
+    ``model.num_parameters()`` counts it, so the rows always sum to ``model.num_parameters()``.
+    LoRA adapters, wherever they sit, are one row after the model they adapt. ``share`` is the
+    row's fraction of the total.
     """
+    adapters = {id(p) for layer in lora_layers(model) for p in (*layer.lora_A.values(), *layer.lora_B.values())}
     counts: dict[str, int] = {}
     label_of: dict[int, str] = {}  # id(parameter) -> the row it was counted in
-    for name, p in model.named_parameters(remove_duplicate=False):
-        label = _row_label(name)
-        if id(p) in label_of:  # a tied weight: a second name for a tensor already counted
-            if label not in counts:
-                counts[f"{label} (tied to {label_of[id(p)]})"] = 0
-            continue
-        label_of[id(p)] = label
-        counts[label] = counts.get(label, 0) + p.numel()
+    for label, parameters in model.parameter_groups().items():
+        for p in parameters:
+            if id(p) in adapters:
+                continue
+            if id(p) in label_of:  # a tied weight: a second name for a tensor already counted
+                counts.setdefault(f"{label} (tied to {label_of[id(p)]})", 0)
+                continue
+            label_of[id(p)] = label
+            counts[label] = counts.get(label, 0) + p.numel()
+    left_out = [p for p in model.parameters() if id(p) not in label_of and id(p) not in adapters]
+    if left_out:  # a family's groups must cover every parameter; say so rather than miscount
+        raise RuntimeError(f"{type(model).__name__}.parameter_groups() leaves {len(left_out)} parameter(s) out")
+    if adapters:
+        counts[LORA_ROW] = sum(p.numel() for p in model.parameters() if id(p) in adapters)
     total = sum(counts.values())
-    return [
-        {"module": label, "parameters": counts[label], "share": counts[label] / total if total else 0.0}
-        for label in _in_reading_order(list(counts))
-    ]
-
-
-def _in_reading_order(labels: list[str]) -> list[str]:
-    """Model order, but inside a block always attention, time weights, MLP, norms."""
-    within = ["attention", "time weights", "MLP", "norms"]
-    first_seen: dict[str, int] = {}
-    keys = {}
-    for i, label in enumerate(labels):
-        match = re.fullmatch(r"(block \d+) (.+)", label)
-        group, part = (match[1], within.index(match[2])) if match else (label, 0)
-        keys[label] = (first_seen.setdefault(group, i), part)
-    if "LoRA adapters" in keys:  # the added weights, after the base model they adapt
-        keys["LoRA adapters"] = (len(labels), 0)
-    return sorted(labels, key=keys.__getitem__)
+    return [{"module": label, "parameters": n, "share": n / total if total else 0.0} for label, n in counts.items()]
 
 
 def _meta_model(config: BaseConfig) -> LanguageModel:
@@ -114,28 +83,15 @@ def parameter_count(config: BaseConfig) -> int:
     return _meta_model(config).num_parameters()
 
 
-def matmul_parameters(model: nn.Module) -> int:
-    """Weights that are multiplied per token: every ``nn.Linear`` weight, output head included.
-
-    A tied head counts here (the lookup and the head are one tensor but the head is a matmul);
-    embedding tables do not (a lookup is indexing). Biases are additions and not counted.
-    """
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+def matmul_parameters(model: LanguageModel) -> int:
+    """Weights that are multiplied per token (the family's ``matmul_weights``): for the
+    transformers every ``nn.Linear`` weight, output head included even when it is tied (the lookup
+    and the head are one tensor but the head is a matmul); embedding tables do not count (a lookup
+    is indexing). Biases are additions and not counted."""
+    return model.matmul_weights()
 
 
 # --- FLOPs --------------------------------------------------------------------------------------
-
-
-def _attention_width(config: BaseConfig) -> tuple[int, int]:
-    """(n_layer, n_head * q/k head size) of a transformer config; (0, 0) for models without attention.
-
-    gpt's ``head_dim`` is ``attn_rank`` for low-rank attention, else ``n_embd / n_head``; llama's
-    query heads all attend (grouped-query attention shares K/V heads but computes every query's
-    scores), so the width is ``n_head * head_dim`` whatever ``n_kv_head`` is.
-    """
-    if not hasattr(config, "n_head"):
-        return 0, 0
-    return config.n_layer, config.n_head * config.head_dim
 
 
 def flops_per_token(config: BaseConfig, context: int | None = None) -> dict:
@@ -162,10 +118,10 @@ def flops_per_token(config: BaseConfig, context: int | None = None) -> dict:
     T = config.block_size if context is None else context
     if not 1 <= T <= config.block_size:
         raise ValueError(f"context must be between 1 and block_size {config.block_size}, got {context}")
-    n_matmul = matmul_parameters(_meta_model(config))
-    n_layer, d_attn = _attention_width(config)
+    model = _meta_model(config)
+    n_matmul = matmul_parameters(model)
     matmul = 2 * n_matmul
-    attention = 2 * 2 * n_layer * T * d_attn
+    attention = model.attention_flops(T)
     forward = matmul + attention
     return {
         "context": T,
@@ -178,6 +134,14 @@ def flops_per_token(config: BaseConfig, context: int | None = None) -> dict:
     }
 
 
+def model_flops_utilisation(tokens_per_second: float, training_flops_per_token: float, peak_flops: float) -> float:
+    """MFU, the one definition the trainer and the benchmarks share (nanoGPT's ``estimate_mfu``,
+    PaLM's appendix B): the training FLOPs a second achieves (``flops_per_token(config)["training"]``
+    times tokens per second) over the peak of the machine's matmuls
+    (``babygpt.machine.matmul_peak_flops``)."""
+    return tokens_per_second * training_flops_per_token / peak_flops
+
+
 # PyTorch's CPU attention kernel has no FLOP formula in FlopCounterMode (it would count 0), so we
 # give it the formulas torch uses for its CUDA flash / memory-efficient kernels: the full T x T
 # square forward, and a backward that also recomputes QK^T (5 matmuls of that size, 2.5x forward).
@@ -185,11 +149,12 @@ def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-# babygpt's Linear runs on oneDNN when autograd is off (see models/linear.py); the counter does not
+# babygpt.kernels' opt-in OneDNNLinear runs oneDNN's inner product when autograd is off; the counter does not
 # know that kernel either. It multiplies every input row by the (out, in) weight: 2 FLOPs per multiply-add.
 def _onednn_linear_flop(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
     rows = math.prod(input_shape[:-1])
@@ -202,7 +167,8 @@ _CPU_FLOPS = {
 }
 if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # x86 builds of torch
     _CPU_FLOPS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flop
-_MATMUL_OPS = {"mm", "addmm", "matmul", "linear", "_linear_pointwise"}
+# what the counter books under these ops is matrix products (oneDNN's RNN layer: the gates' products)
+_MATMUL_OPS = {"mm", "addmm", "matmul", "linear", "_linear_pointwise", "mkldnn_rnn_layer"}
 
 
 def measured_flops_per_token(model: LanguageModel, context: int | None = None) -> dict:
@@ -223,24 +189,20 @@ def measured_flops_per_token(model: LanguageModel, context: int | None = None) -
     ids = torch.randint(0, model.config.vocab_size, (1, T), generator=torch.Generator().manual_seed(0))
     idx = ids.to(next(model.parameters()).device)
     params = [p for p in model.parameters() if p.requires_grad]
-    was_training = model.training
     # fork_rng: the training pass's dropout must not move the caller's random stream
-    with torch.random.fork_rng(devices=[]):
-        try:
-            model.eval()
-            with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_FLOPS) as counter:
-                model(idx)
-            by_op = counter.get_flop_counts().get("Global", {})  # no entry at all if nothing was counted
-            matmul = sum(n for op, n in by_op.items() if str(op).rsplit(".", 1)[-1] in _MATMUL_OPS)
-            forward = counter.get_total_flops()
-            model.train()
-            with FlopCounterMode(display=False, custom_mapping=_CPU_FLOPS) as counter:
-                _, loss = model(idx, idx)
-                if params:
-                    torch.autograd.grad(loss, params)
-            training = counter.get_total_flops()
-        finally:
-            model.train(was_training)
+    with torch.random.fork_rng(devices=[]), evaluating(model):
+        formulas = {**_CPU_FLOPS, **model.flop_formulas()}
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=formulas) as counter:
+            model(idx)
+        by_op = counter.get_flop_counts().get("Global", {})  # no entry at all if nothing was counted
+        matmul = sum(n for op, n in by_op.items() if str(op).rsplit(".", 1)[-1] in _MATMUL_OPS)
+        forward = counter.get_total_flops()
+        model.train()
+        with FlopCounterMode(display=False, custom_mapping=formulas) as counter:
+            _, loss = model(idx, idx)
+            if params:
+                torch.autograd.grad(loss, params)
+        training = counter.get_total_flops()
     return {
         "context": T,
         "matmul": matmul / T,
@@ -349,78 +311,21 @@ def pareto_frontier(points: list[tuple[float, float]]) -> list[tuple[float, floa
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 
 
-def _saved_per_token(config: BaseConfig, c: int) -> tuple[dict[str, float], float]:
-    """Bytes autograd keeps per token: (rows of one block, everything outside the blocks).
-
-    ``c`` is the byte size of tensors the matmuls see (2 under bf16 autocast); the residual stream
-    that norms save, their statistics, the attention logsumexp and the log-probabilities of the
-    loss stay fp32 (4 bytes) under autocast. The rows mirror the model code, tensor by tensor; a
-    tensor saved by two ops is counted once. Under autocast every Linear saves its own bf16 copy
-    of its input, so an input read by q, k and v projections is counted once in fp32, thrice in bf16.
-    Dropout masks are counted as CPU keeps them: a tensor of the input's dtype.
-    """
-    f, ids = 4, 8  # fp32; int64 token ids (embedding indices and loss targets)
-    bf16 = c < 4
-    T = config.block_size
-    family = family_of(config)
-    drop = getattr(config, "dropout", 0.0) > 0
-    if family == "bigram":
-        return {}, 2 * ids + config.vocab_size * f
-    if family == "ngram":
-        context, hidden = config.n - 1, config.n_hidden
-        # window ids, hidden input, tanh output (= head input); with dropout its mask and output
-        outside = context * ids + context * config.n_embd * c + hidden * c + (2 * hidden * c if drop else 0)
-        return {}, outside + config.vocab_size * f + ids
-    C, H = config.n_embd, config.n_head
-    A = H * config.head_dim  # width of q (and of the attention output)
-    block: dict[str, float] = {}
-    if family == "gpt":
-        sublayers = 2 if config.feed_forward else 1  # attention, and the MLP when there is one
-        if config.layer_norm:  # LayerNorm keeps its input, its mean and 1/std
-            block["norm inputs (residual stream, fp32)"] = sublayers * C * f
-            block["norm statistics"] = sublayers * 2 * f
-        block["matmul inputs (norm outputs, or x without norms)"] = sublayers * C * c  # c_attn, c_fc
-        kv = 2 * A  # k and v are as wide as q in gpt
-        fused = not config.time_weighting and not drop
-        mlp = {"MLP hidden (before and after GELU)": 2 * 4 * C * c} if config.feed_forward else {}
-        resid_drops = sublayers * C * c if drop else 0
-    else:  # llama: RMSNorm keeps its input, 1/rms and the normalised x (all fp32)
-        hidden = config.hidden_size
-        block["norm inputs (residual stream, fp32)"] = 2 * C * f
-        block["norm statistics and normalised x"] = 2 * (f + C * f)
-        # q, k, v read the first norm's output; gate and up the second's (own bf16 copies under autocast)
-        block["matmul inputs (norm outputs)"] = (3 + 2 if bf16 else 2) * C * c
-        kv = 2 * config.n_kv_head * config.head_dim
-        fused = not drop
-        mlp = {"MLP hidden (gate, SiLU, up, product)": 4 * hidden * c}
-        resid_drops = C * c if drop else 0
-    if fused:  # the fused kernel keeps q, k, v, its output and a logsumexp per head: no T x T matrix
-        block["attention q, k, v"] = (A + kv) * c
-        block["attention output"] = A * c
-        block["attention logsumexp"] = H * f
-    else:  # the explicit path: q, k, v copies (K/V heads repeated for GQA) and T x T probabilities,
-        # in fp32 even under autocast (PyTorch's CPU math path upcasts bf16)
-        block["attention q, k, v"] = 3 * A * f
-        block["attention output"] = A * c
-        # per token a row of T probabilities per head; with dropout also its mask and the dropped copy
-        block["attention probabilities (T x T)"] = (3 if drop else 1) * H * T * f
-    block.update(mlp)
-    if resid_drops:
-        block["dropout masks"] = resid_drops
-    outside = ids + (C * c if drop else 0)  # token ids; the embedding dropout's mask
-    if family == "gpt" and config.layer_norm or family == "llama":
-        outside += C * f + (2 * f if family == "gpt" else f + C * f)  # final norm input and statistics
-    outside += C * c + config.vocab_size * f + ids  # head input, log-probabilities, targets
-    return block, outside
+def generation_state(config: BaseConfig, batch_size: int = 1, dtype: str = "float32") -> dict:
+    """What generation keeps between steps at full context, the family's ``new_cache``: keys and
+    values of every layer for an attention family (``n_kv_head`` heads of them under grouped-query
+    attention), the hidden and cell state of an LSTM, nothing for a fixed window. Made on the meta
+    device: nothing is allocated. ``{"bytes", "kind"}``."""
+    with torch.device("meta"):
+        cache = _meta_model(config).to(getattr(torch, dtype)).new_cache(batch_size)
+    if cache is None:
+        return {"bytes": 0, "kind": None}
+    return {"bytes": cache.nbytes(), "kind": cache.kind}
 
 
 def kv_cache_bytes(config: BaseConfig, batch_size: int = 1, dtype: str = "float32") -> int:
-    """What sampling's KV cache holds at full context: keys and values of every layer, for
-    ``n_kv_head`` heads (grouped-query attention caches fewer heads than it queries with)."""
-    if family_of(config) not in ("gpt", "llama"):
-        return 0  # nothing to cache: the bigram and n-gram models look at a fixed window
-    heads = getattr(config, "n_kv_head", config.n_head)
-    return 2 * config.n_layer * heads * config.head_dim * config.block_size * batch_size * _DTYPE_BYTES[dtype]
+    """The bytes of ``generation_state``."""
+    return generation_state(config, batch_size, dtype)["bytes"]
 
 
 def training_memory(config: BaseConfig, batch_size: int, dtype: str = "float32") -> dict:
@@ -430,7 +335,12 @@ def training_memory(config: BaseConfig, batch_size: int, dtype: str = "float32")
     - ``gradients``: 4 bytes per trainable parameter.
     - ``optimizer``: AdamW's two moments, exp_avg and exp_avg_sq, fp32: 8 bytes per parameter.
     - ``activations``: what autograd saves for the backward pass, at its largest (end of the
-      forward). Counted per block tensor by tensor from the model code (see ``_saved_per_token``):
+      forward). Counted tensor by tensor from the model code by each family
+      (``model.saved_activations``), per token, with these conventions: a tensor saved by two ops
+      is counted once; under autocast the matmul operands are 2 bytes and every Linear saves its
+      own bf16 copy of its input, while the residual stream that norms save, their statistics,
+      the attention logsumexp and the loss's log-probabilities stay fp32; dropout masks are
+      counted as CPU keeps them, a tensor of the input's dtype. For example:
       for the default gpt block that is 16 n_embd values per token (x and the LayerNorm output
       twice, q/k/v 3, attention output 1, MLP hidden 4 + 4) plus statistics, and the final norm,
       head input and B x T x V log-probabilities of the loss. The fused attention kernel keeps no
@@ -453,12 +363,12 @@ def training_memory(config: BaseConfig, batch_size: int, dtype: str = "float32")
     model = _meta_model(config)
     n = model.num_parameters()
     n_trainable = model.num_parameters(trainable_only=True)
-    block, outside = _saved_per_token(config, c)
+    saved = model.saved_activations(c)
     tokens = batch_size * config.block_size
-    per_block = int(tokens * sum(block.values()))
-    activations = per_block * getattr(config, "n_layer", 0) + int(tokens * outside)
+    per_block = int(tokens * sum(saved.per_layer.values()))
+    activations = per_block * saved.layers + int(tokens * saved.outside)
     if c < 4:
-        activations += 2 * matmul_parameters(model)  # autocast's bf16 copies of the Linear weights
+        activations += model.autocast_weight_bytes()  # autocast's bf16 copies of the weights it casts
     parts = {
         "parameters": 4 * n,
         "gradients": 4 * n_trainable,

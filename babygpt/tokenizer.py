@@ -29,7 +29,7 @@ class CharTokenizer:
         self.index = {c: i for i, c in enumerate(self.chars)}
 
     @classmethod
-    def train(cls, text: str) -> "CharTokenizer":
+    def train(cls, text: str) -> CharTokenizer:
         return cls(sorted(set(text)))
 
     @property
@@ -62,7 +62,7 @@ class BPETokenizer:
         self.tokenizer = tokenizer
 
     @classmethod
-    def train(cls, text: str, vocab_size: int = 512) -> "BPETokenizer":
+    def train(cls, text: str, vocab_size: int = 512) -> BPETokenizer:
         alphabet = pre_tokenizers.ByteLevel.alphabet()
         if not isinstance(vocab_size, int) or vocab_size < len(alphabet):
             raise ValueError(f"a byte-level BPE vocabulary needs at least {len(alphabet)} tokens, got {vocab_size!r}")

@@ -23,22 +23,23 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from . import checkpoint
+from .attention import attention_weights
 from .data import Dataset
+from .evaluation import loss_over
 from .machine import matmul_peak_flops
 from .models import LanguageModel
-from .models import family_of
 from .models.base import check_choice, check_int, config_from_dict
 from .sampling import generate
-from .stats import flops_per_token
+from .stats import flops_per_token, model_flops_utilisation
 
 
 @dataclass
@@ -56,8 +57,11 @@ class TrainConfig:
     grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0 = off)"})
     eval_interval: int = field(default=250, metadata={"help": "evaluate every this many steps"})
     eval_iters: int = field(default=20, metadata={"help": "batches per evaluation, per split"})
-    eval_at_start: bool = field(default=False, metadata={"help": "evaluate before the first step too (a fine-tune's starting point)"})
-    attention_snapshots: bool = field(default=False, metadata={"help": "keep every head's attention on a fixed probe (the val split's first window) at each evaluation"})
+    eval_at_start: bool = field(default=False,
+                                metadata={"help": "evaluate before the first step too (a fine-tune's starting point)"})
+    attention_snapshots: bool = field(default=False,
+                                      metadata={"help": "keep every head's attention on a fixed probe (the val "
+                                                        "split's first window) at each evaluation"})
     sample_tokens: int = field(default=200, metadata={"help": "tokens sampled at each evaluation (0 = none)"})
     dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 autocast (CPU and CUDA)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps"})
@@ -89,7 +93,7 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         return config_from_dict(cls, values)
 
 
@@ -142,14 +146,13 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW that decays Linear weights only: never biases, norm gains or embeddings.
+    """AdamW that decays the weight matrices only (the family's ``matrices()``): never biases, norm
+    gains, embedding tables or a head tied to one.
 
     Group 0 holds the decayed weights, group 1 everything else.
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decayed = {
-        id(m.weight) for m in model.modules() if isinstance(m, nn.Linear) and id(m.weight) not in embeddings
-    }
+    decayed = {id(p) for p in model.matrices()} - embeddings
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay},
@@ -186,9 +189,9 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.model, config, self.device)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        # MFU as in nanoGPT's estimate_mfu and the PaLM paper: 6N + attention FLOPs per token (frozen
-        # weights included: a LoRA fine-tune's figure counts the full model's work), over the peak of
-        # a large matmul measured on this machine (once, then cached) times the processes.
+        # MFU (babygpt.stats.model_flops_utilisation): training FLOPs per token, frozen weights
+        # included (a LoRA fine-tune's figure counts the full model's work), against this machine's
+        # matmul peak (measured once, then cached) times the processes.
         self.flops_per_token = flops_per_token(model.config)["training"]
         peak_dtype = torch.bfloat16 if config.dtype == "bfloat16" else torch.float32
         self.peak_flops = matmul_peak_flops(self.device, peak_dtype) * self.world_size
@@ -202,7 +205,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.best_val_loss = math.inf
         self.history: list[dict] = []
-        self._tokenizer_saved = False  # a run's tokenizer never changes: write it once
+        self.writer = checkpoint.RunWriter(self.out_dir, tokenizer) if self.out_dir is not None else None
         self.attention_snapshots: dict[int, torch.Tensor] = {}  # step -> (layers, heads, T, T)
         self._stop = threading.Event()
 
@@ -248,56 +251,34 @@ class Trainer:
             self._stop.clear()  # a request is used up by the run it ended; the next run starts clean
 
     def _run(self) -> Iterator[TrainEvent]:
-        config, model = self.config, self.model
-        train_model = model
-        if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            train_model = DistributedDataParallel(model)
-        if config.compile:  # after DDP, so that compiled graphs still overlap gradient all-reduces
-            train_model = torch.compile(train_model)
-        tokens_per_step = config.batch_size * model.config.block_size
+        config = self.config
+        train_model = self.wrapped_for_training()
+        tokens_per_step = config.batch_size * self.model.config.block_size
         start_time = time.perf_counter() - self.train_seconds
         session_start, session_start_step = time.perf_counter(), self.step
         step_seconds = None  # moving average, for tokens/s and ETA
-        reason = "max_iters"
-        last_eval_step = None
-        model.train()
+        reason, last_eval_step = "max_iters", None
+        self.model.train()
         if config.eval_at_start and self.step == 0:
             yield self.evaluate_and_save()
             last_eval_step = 0
         while self.step < config.max_iters:
             tick = time.perf_counter()
             lr = learning_rate(self.step, config)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            x, y = self.dataset.batch("train", config.batch_size, model.config.block_size, self.batch_generator)
-            x, y = x[self.rank :: self.world_size].to(self.device), y[self.rank :: self.world_size].to(self.device)
-            with self.autocast():
-                _, loss = train_model(x, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            self.optimizer.step()
+            loss_value = self.train_step(train_model, lr)
             now = time.perf_counter()
-            loss_value = self.across_processes(loss.item(), dist.ReduceOp.SUM) / self.world_size
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"loss became {loss_value} at step {self.step}; lower the learning rate or use float32"
-                )
             self.step += 1
             self.tokens_seen += tokens_per_step
             self.train_seconds = now - start_time
-            took = now - tick
-            step_seconds = took if step_seconds is None else 0.9 * step_seconds + 0.1 * took
+            step_seconds = now - tick if step_seconds is None else 0.9 * step_seconds + 0.1 * (now - tick)
             eta = (config.max_iters - self.step) * step_seconds
             if config.max_seconds:
                 eta = min(eta, max(0.0, config.max_seconds - (now - session_start)))
+            tokens_per_sec = tokens_per_step / step_seconds
             yield TrainEvent(
-                "step", self.step, config.max_iters, self.train_seconds, self.tokens_seen,
-                loss=loss_value, lr=lr, tokens_per_sec=tokens_per_step / step_seconds, eta=eta,
-                mfu=tokens_per_step / step_seconds * self.flops_per_token / self.peak_flops,
+                "step", self.step, config.max_iters, self.train_seconds, self.tokens_seen, loss=loss_value, lr=lr,
+                tokens_per_sec=tokens_per_sec, eta=eta,
+                mfu=model_flops_utilisation(tokens_per_sec, self.flops_per_token, self.peak_flops),
             )
             if self.step % config.eval_interval == 0 or self.step == config.max_iters:
                 yield self.evaluate_and_save()
@@ -312,6 +293,38 @@ class Trainer:
             best_val_loss=self.best_val_loss if math.isfinite(self.best_val_loss) else None,
             reason=reason, checkpoint=str(self.out_dir) if self.out_dir else None,
         )
+
+    def wrapped_for_training(self) -> nn.Module:
+        """The model as the steps call it: under DDP when there are several processes, compiled
+        when asked (after DDP, so that compiled graphs still overlap gradient all-reduces)."""
+        train_model = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            train_model = DistributedDataParallel(train_model)
+        if self.config.compile:
+            train_model = torch.compile(train_model)
+        return train_model
+
+    def train_step(self, train_model: nn.Module, lr: float) -> float:
+        """One optimizer step on this process's rows of the next batch; the mean loss over processes."""
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.dataset.batch("train", config.batch_size, self.model.config.block_size, self.batch_generator)
+        x, y = x[self.rank :: self.world_size].to(self.device), y[self.rank :: self.world_size].to(self.device)
+        with self.autocast():
+            _, loss = train_model(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        loss_value = self.across_processes(loss.item(), dist.ReduceOp.SUM) / self.world_size
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower the learning rate or use "
+                                     f"float32")
+        return loss_value
 
     def stop_wanted(self, session_seconds: float) -> bool:
         return self._stop.is_set() or bool(self.config.max_seconds and session_seconds >= self.config.max_seconds)
@@ -329,29 +342,22 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    # --- evaluation and checkpoints -------------------------------------------------------------
+    # --- evaluation -----------------------------------------------------------------------------
 
-    @torch.no_grad()
     def estimate_loss(self) -> dict[str, float]:
         """Mean loss over ``eval_iters`` batches per split; the same batches at every evaluation.
 
         Keys: ``train``, ``val``, and ``val:NAME`` for each of ``other_val_sets``."""
-        self.model.eval()
         splits = [("train", self.dataset, "train"), ("val", self.dataset, "val")]
         splits += [(f"val:{name}", dataset, "val") for name, dataset in self.other_val_sets.items()]
-        losses = {key: self.mean_loss(dataset, split) for key, dataset, split in splits}
-        self.model.train()
-        return losses
+        return {key: self.mean_loss(dataset, split) for key, dataset, split in splits}
 
     def mean_loss(self, dataset: Dataset, split: str) -> float:
         generator = torch.Generator().manual_seed(self.config.seed + 1)
-        total = 0.0
-        for _ in range(self.config.eval_iters):
-            x, y = dataset.batch(split, self.config.batch_size, self.model.config.block_size, generator)
-            with self.autocast():
-                _, loss = self.model(x.to(self.device), y.to(self.device))
-            total += loss.item()
-        return total / self.config.eval_iters
+        batches = (dataset.batch(split, self.config.batch_size, self.model.config.block_size, generator)
+                   for _ in range(self.config.eval_iters))
+        total, tokens = loss_over(self.model, batches, self.autocast)
+        return total / tokens
 
     def sample(self) -> str | None:
         if not self.config.sample_tokens:
@@ -364,19 +370,13 @@ class Trainer:
         """The fixed text whose attention the snapshots show: the val split's first window."""
         return self.dataset.val[: self.model.config.block_size].tolist()
 
-    @torch.no_grad()
     def snapshot_attention(self) -> None:
-        self.model.eval()
-        try:
-            ids = torch.tensor([self.probe_ids()], device=self.device)
-            _, _, weights = self.model(ids, return_attention=True)
-        finally:
-            self.model.train()
+        weights = attention_weights(self.model, torch.tensor([self.probe_ids()], device=self.device))
         self.attention_snapshots[self.step] = weights[0].to(torch.float16).cpu()  # half the disk, plenty for a heatmap
 
     def evaluate_and_save(self) -> TrainEvent:
         losses = self.estimate_loss()
-        if self.config.attention_snapshots and self.rank == 0 and family_of(self.model.config) in ("gpt", "llama"):
+        if self.config.attention_snapshots and self.rank == 0 and self.model.has_attention:
             self.snapshot_attention()
         improved = losses["val"] < self.best_val_loss
         if improved:
@@ -387,30 +387,27 @@ class Trainer:
              "train_loss": losses["train"], "val_loss": losses["val"], **({"other_val_loss": others} if others else {})}
         )
         sample = self.sample() if self.rank == 0 else None
-        if self.out_dir is not None:
-            rng = self.rng_states()  # every process takes part; only rank 0 writes
-            if self.rank == 0:
-                # The weights only when they are the best so far; config and metrics always, so
-                # that settings changed on a resume (a longer max_iters) are the ones saved.
-                if hasattr(self.model, "lora_config"):  # only the adapter; the base stays where it is
-                    checkpoint.save_adapter(
-                        self.out_dir, self.model, self.metrics(), self.saved_config(), weights=improved
-                    )
-                else:
-                    checkpoint.save_checkpoint(
-                        self.out_dir, self.model, self.tokenizer, self.metrics(), self.saved_config(),
-                        weights=improved, write_tokenizer=not self._tokenizer_saved,
-                    )
-                    self._tokenizer_saved = True
-                self.save_training_state(rng)
-                if self.attention_snapshots:
-                    tokens = [self.tokenizer.decode([i]) for i in self.probe_ids()]
-                    checkpoint.save_attention_snapshots(self.out_dir, tokens, self.attention_snapshots)
+        if self.writer is not None:
+            self.save(weights=improved)
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
             train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,
             other_val_loss=others or None, checkpoint=str(self.out_dir) if self.out_dir else None,
         )
+
+    # --- what a save holds ----------------------------------------------------------------------
+
+    def save(self, weights: bool) -> None:
+        """Hand everything a save holds to the run's writer; every process takes part in gathering
+        the RNG states, only rank 0 writes."""
+        rng = self.rng_states()
+        if self.rank != 0:
+            return
+        snapshots = None
+        if self.attention_snapshots:
+            snapshots = ([self.tokenizer.decode([i]) for i in self.probe_ids()], self.attention_snapshots)
+        self.writer.save(self.model, self.optimizer, metrics=self.metrics(), config=self.saved_config(), rng=rng,
+                         counters=self.counters(), weights=weights, snapshots=snapshots)
 
     def metrics(self) -> dict:
         best = min(self.history, key=lambda h: h["val_loss"]) if self.history else None
@@ -430,6 +427,16 @@ class Trainer:
     def saved_config(self) -> dict:
         return {"train": asdict(self.config), **self.run_info}
 
+    def counters(self) -> dict:
+        """The training state's counters (the header of ``training_state.safetensors``)."""
+        return {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "train_seconds": self.train_seconds,
+            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
+            "history": self.history,
+        }
+
     def rng_states(self) -> dict[str, torch.Tensor]:
         """The batch generator, and every process's own dropout RNG (gathered under DDP)."""
         states = {"torch": torch.get_rng_state()}
@@ -445,13 +452,3 @@ class Trainer:
             for rank, value in enumerate(gathered):
                 rng[f"{name}.{rank}"] = value.cpu()
         return rng
-
-    def save_training_state(self, rng: dict[str, torch.Tensor]) -> None:
-        state = {
-            "step": self.step,
-            "tokens_seen": self.tokens_seen,
-            "train_seconds": self.train_seconds,
-            "best_val_loss": self.best_val_loss if math.isfinite(self.best_val_loss) else None,
-            "history": self.history,
-        }
-        checkpoint.save_training_state(self.out_dir, self.model, self.optimizer, rng, state)

@@ -25,7 +25,7 @@ HTTP included):
 Goals (issue "Performance"): start <= 6 s, Compare of 5 models x 200 tokens <= 3 s, a heatmap
 <= 300 ms, idle RSS <= 1 GB, training the default preset <= 2 GB.
 
-Usage: ``python bench/app_speed.py`` (about 2 minutes on 2 cores), ``--quick`` (one start, one
+Usage: ``python -m bench.app_speed`` (about 2 minutes on 2 cores), ``--quick`` (one start, one
 round, 5 s of training), ``--json PATH``. Stdout carries the markdown report; progress goes to stderr.
 """
 
@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -46,10 +44,9 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from babygpt.machine import describe, load_average, log
 
-from babygpt.machine import cpu_model, load_average, log  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 COMPARE_MODELS = ["gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora"]
 PROMPT = "Hamlet:\n"  # the Compare and Attention tabs' default prompt
@@ -126,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: one start, one round, 5 s of training")
     parser.add_argument("--starts", type=int, default=None, help="app launches timed (default 3)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of Compare and of heatmaps (default 5)")
-    parser.add_argument("--train-seconds", type=float, default=None, help="how long to train the default preset (default 30)")
+    parser.add_argument("--train-seconds", type=float, default=None,
+                        help="how long to train the default preset (default 30)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     starts = args.starts or (1 if args.quick else 3)
@@ -134,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = args.train_seconds or (5 if args.quick else 30)
     from gradio_client import Client
 
-    env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_model(),
-           "logical_cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load_average()}
+    env = describe()
     start_seconds = []
     for i in range(starts - 1):  # the last launch is the one measured further below
         with running_app() as (_, _, seconds):
@@ -162,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         first_compare = timed(lambda: compare(0))
         compare_seconds, heatmap_seconds = [], {"gpt": [], "llama": []}
         for r in range(rounds):
-            compare_seconds.append(timed(lambda: compare(1 + r)))
+            compare_seconds.append(timed(lambda r=r: compare(1 + r)))
             for model in heatmap_seconds:
                 if r == 0:
                     attention(model)  # warm: the model's first load is not the heatmap's time
-                heatmap_seconds[model].append(timed(lambda: attention(model)))
+                heatmap_seconds[model].append(timed(lambda model=model: attention(model)))
             log(f"round {r + 1}: compare {compare_seconds[-1]:.2f} s, heatmaps "
                 + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in heatmap_seconds.items()))
         after_use = memory_of(process.pid)["VmRSS"]
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             app_speed = tokens_per_second(json.loads(run.read("metrics.json")))
     log("the same training from the command line, for reference")
     cli_speed = cli_training_speed(train_seconds)
-    env["loadavg_end"] = load_average()
+    env["load average at the end"] = load_average()
 
     result = {
         "start_seconds": start_seconds, "start_median": statistics.median(start_seconds),
@@ -203,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| start: `python app.py` until the page answers | {result['start_median']:.2f} s | "
           f"{', '.join(f'{s:.2f}' for s in start_seconds)} s |")
     print(f"| Compare, 5 models x 200 tokens | {result['compare_median']:.2f} s | "
-          f"{', '.join(f'{s:.2f}' for s in compare_seconds)} s (the first after start, loading the models: {first_compare:.2f} s) |")
+          f"{', '.join(f'{s:.2f}' for s in compare_seconds)} s (the first after start, loading the models: "
+          f"{first_compare:.2f} s) |")
     for model, times in heatmap_seconds.items():
         print(f"| attention heatmaps, {model} | {1e3 * result['heatmap_median'][model]:.0f} ms | "
               f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")

@@ -16,7 +16,7 @@ runs do the same work). Every launch is a fresh process; the launches of a prese
 order over rounds (3 for ``gpt``, 1 for the big preset, ``--repeats`` to change) and the table
 shows medians.
 
-Usage: ``python bench/ddp_speed.py`` (about 4 minutes on 2 cores), ``--quick`` (``gpt`` only, one
+Usage: ``python -m bench.ddp_speed`` (about 4 minutes on 2 cores), ``--quick`` (``gpt`` only, one
 round), ``--presets gpt``, ``--json PATH``. Stdout carries the markdown report; progress goes to
 stderr. Run as ``--worker`` it is one launch (what torchrun starts).
 """
@@ -24,7 +24,6 @@ stderr. Run as ``--worker`` it is one launch (what torchrun starts).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -33,10 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from babygpt.machine import describe, load_average, log
 
-from babygpt.machine import cpu_model, load_average, log  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # preset -> (untimed steps, timed steps, rounds): a step of the big preset takes seconds
 PRESETS = {"gpt": (20, 150, 3), "gpt-shakespeare-char": (1, 3, 1)}
@@ -87,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: the gpt preset, one round, few steps")
     parser.add_argument("--presets", default=None, help=f"comma-separated, from {', '.join(PRESETS)}")
-    parser.add_argument("--repeats", type=int, default=None, help="rounds of the three launches (default: 3 for gpt, 1 for the big preset)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds of the three launches (default: 3 for gpt, 1 for the big preset)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(names[0], args.threads, args.warmup, args.steps, Path(args.out))
         return 0
 
-    env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_model(),
-           "logical_cpus": os.cpu_count(), "loadavg_start": load_average()}
+    env = describe()
     rows = []
     for preset in names:
         warmup, steps, repeats = PRESETS[preset]
@@ -118,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{preset}, {how}: {speeds[how][-1]:,.0f} tokens/s")
         reference = statistics.median(speeds[LAUNCHES[0]])
         for how in LAUNCHES:
-            rows.append({"preset": preset, "launch": how, "rounds": repeats, "tokens_per_s": statistics.median(speeds[how]),
+            rows.append({"preset": preset, "launch": how, "rounds": repeats,
+                         "tokens_per_s": statistics.median(speeds[how]),
                          "every_round": speeds[how], "vs_one_process": statistics.median(speeds[how]) / reference})
-    env["loadavg_end"] = load_average()
+    env["load average at the end"] = load_average()
 
     print("# babygpt data-parallel training throughput (CPU, gloo)\n")
     for key, value in env.items():

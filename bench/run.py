@@ -1,6 +1,6 @@
 """Every benchmark, one after another, and one markdown report of what they measured.
 
-``python -m bench`` (or ``python bench/run.py``) runs each benchmark script in its own process,
+``python -m bench`` (or ``python -m bench.run``) runs each benchmark script in its own process,
 in the order below, with ``--json`` so its goals can be gathered. The report (``--out``, default
 ``bench/RESULTS.md``) starts with the machine it was measured on and a table of every goal with
 its status, then holds each benchmark's own markdown report in full. Ratios inside a report are
@@ -19,26 +19,25 @@ run, a few minutes), ``--only train_speed,app_speed``, ``--out PATH``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from babygpt.machine import describe, load_average, log
 
-from babygpt.machine import cpu_model, load_average, log  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (what it measures, arguments for a full run, arguments for --quick)
 BENCHMARKS = {
     "train_speed": ("training step vs transformers GPT-2, MFU", [], ["--quick"]),
     "generate_speed": ("sampling with the KV cache vs transformers generate", [], ["--quick"]),
-    "speedrun": ("CPU speedrun on Tiny Shakespeare", [], ["--recipes", "reference,speedrun-cpu", "--budget", "5"]),
+    # --quick is a smoke run: on the repository's own text, which every clone has (../shared may be missing)
+    "speedrun": ("CPU speedrun on Tiny Shakespeare", [],
+                 ["--recipes", "reference,speedrun-cpu", "--budget", "5", "--data", "data/shakespeare.txt"]),
     "app_speed": ("the app: start, Compare, heatmaps, memory", [], ["--quick", "--train-seconds", "3"]),
     "ddp_speed": ("torchrun data-parallel throughput", [], ["--quick"]),
     "load_test": ("16 sessions at once while trainings queue, crowd after crowd for 10 minutes",
@@ -47,34 +46,12 @@ BENCHMARKS = {
 }
 
 
-def machine() -> dict:
-    import torch
-
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu_model(), "logical cpus": os.cpu_count(), "torch threads": torch.get_num_threads(),
-        "bf16 matmul instructions": "avx512_bf16" if "avx512_bf16" in flags else "none (bf16 is emulated)",
-        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1024**3:.0f} GiB",
-        "python": platform.python_version(), "torch": torch.__version__,
-        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "load average at the start": load_average(),
-    }
-
-
 def run_one(name: str, arguments: list[str], folder: Path) -> dict:
     """Run ``bench/<name>.py``: its stdout report, its goals, and how long it took."""
     out = folder / f"{name}.json"
     started = time.perf_counter()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{name}.py"), *arguments, "--json", str(out)],
+    result = subprocess.run([sys.executable, "-m", f"bench.{name}", *arguments, "--json", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
     seconds = time.perf_counter() - started
     if result.returncode != 0 or not out.is_file():
@@ -117,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    facts = machine()
+    facts = describe()
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in names:

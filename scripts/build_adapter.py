@@ -22,8 +22,8 @@ included). Runs go one after the other, never in parallel. Results go to
 
 Usage::
 
-    python scripts/build_adapter.py             # all rows, about 12 minutes on 2 cores
-    python scripts/build_adapter.py --dry-run   # print the commands
+    python -m scripts.build_adapter             # all rows, about 12 minutes on 2 cores
+    python -m scripts.build_adapter --dry-run   # print the commands
 
 Rebuilding ``checkpoints/gpt`` changes its weights, and the shipped adapter then refuses to load
 (its config holds the sha256 of the weights it was trained on): run this script again after it.
@@ -43,16 +43,17 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from babygpt.machine import load_averages
+from scripts.build_checkpoints import format_bytes, format_seconds, machine
 
-from scripts.build_checkpoints import format_bytes, format_seconds, load_average, machine  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CHECKPOINTS = REPO / "checkpoints"
 SHIPPED = CHECKPOINTS / "gpt-kjv-lora"
 RESULTS = CHECKPOINTS / "adapters.json"
 MAIN_README = REPO / "README.md"
-TABLE_START, TABLE_END = "<!-- fine-tune table: written by scripts/build_adapter.py -->", "<!-- end of fine-tune table -->"
+TABLE_START = "<!-- fine-tune table: written by scripts/build_adapter.py -->"
+TABLE_END = "<!-- end of fine-tune table -->"
 BASE, CORPUS = "gpt", "kjv"
 RECIPE = ["--max-iters", "1000", "--eval-interval", "100", "--batch-size", "12", "--seed", "1337"]
 LORA_RATE, FULL_RATE = "3e-3", "1e-3"
@@ -101,22 +102,24 @@ def row(name: str, checkpoint: str, stored: Path, metrics: dict | None, command:
 def train(out: Path, rank: int | None) -> tuple[dict, tuple]:
     if out.exists():
         shutil.rmtree(out)
-    before = load_average()
+    before = load_averages()
     subprocess.run(finetune_command(out, rank), cwd=REPO, check=True)
-    after = load_average()
+    after = load_averages()
     for filename in RESUME_FILES:
         (out / filename).unlink(missing_ok=True)
     return json.loads((out / "metrics.json").read_text()), (before[0], after[0])
 
 
 def render_table(rows: list[dict]) -> list[str]:
-    lines = ["| model | trainable parameters | stored | val loss, kjv | val loss, Shakespeare | training time (2 cores) |",
+    lines = ["| model | trainable parameters | stored | val loss, kjv | val loss, Shakespeare | training time (2 "
+             "cores) |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         share = f" ({100 * r['trainable_parameters'] / r['parameters']:.2f} %)" if r["parameters"] else ""
         time_text = format_seconds(r["train_seconds"]) if r["train_seconds"] is not None else "—"
         lines.append(f"| {r['name']} | {r['trainable_parameters']:,}{share} | {format_bytes(r['stored_bytes'])} "
-                     f"(`{r['stored_file']}`) | {r['val_loss_kjv']:.4f} | {r['val_loss_shakespeare']:.4f} | {time_text} |")
+                     f"(`{r['stored_file']}`) | {r['val_loss_kjv']:.4f} | {r['val_loss_shakespeare']:.4f} | "
+                     f"{time_text} |")
     return lines
 
 
@@ -124,7 +127,7 @@ def update_readme(results: dict) -> None:
     text = MAIN_README.read_text()
     start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
     m = results["machine"]
-    footer = (f"\nMeasured on {m['cpu']}, {m['cores']} cores, torch {m['torch']}, on {results['date']}; "
+    footer = (f"\nMeasured on {m['cpu']}, {m['logical cpus']} cores, torch {m['torch']}, on {results['date']}; "
               "load average before → after each run is in `checkpoints/adapters.json`.\n")
     MAIN_README.write_text(text[:start] + "\n" + "\n".join(render_table(results["rows"])) + "\n" + footer + text[end:])
 

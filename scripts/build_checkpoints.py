@@ -25,10 +25,10 @@ trained on (its config holds their sha256, and it then refuses to load): run
 
 Usage::
 
-    python scripts/build_checkpoints.py                        # rebuild all (about 7-10 min on 2 cores)
-    python scripts/build_checkpoints.py --only gpt,llama       # rebuild some; keep the others' entries
-    python scripts/build_checkpoints.py --dry-run              # print the commands, change nothing
-    python scripts/build_checkpoints.py --readme-only          # regenerate README.md from index.json
+    python -m scripts.build_checkpoints                        # rebuild all (about 7-10 min on 2 cores)
+    python -m scripts.build_checkpoints --only gpt,llama       # rebuild some; keep the others' entries
+    python -m scripts.build_checkpoints --dry-run              # print the commands, change nothing
+    python -m scripts.build_checkpoints --readme-only          # regenerate README.md from index.json
 
 Standard library and babygpt only.
 """
@@ -37,10 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
-import os
-import platform
 import re
 import shlex
 import shutil
@@ -49,18 +46,18 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from babygpt.machine import describe, load_averages
+from babygpt.models import PRESETS, config_from_json
+from babygpt.stats import flops_per_token
 
-from babygpt.machine import cpu_model  # noqa: E402  (needs the repository on sys.path)
-from babygpt.models import PRESETS, config_from_json  # noqa: E402  (needs the repository on sys.path)
-from babygpt.stats import flops_per_token  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CHECKPOINTS = REPO / "checkpoints"
 INDEX = CHECKPOINTS / "index.json"
 README = CHECKPOINTS / "README.md"
 MAIN_README = REPO / "README.md"
-TABLE_START, TABLE_END = "<!-- checkpoint table: written by scripts/build_checkpoints.py -->", "<!-- end of checkpoint table -->"
+TABLE_START = "<!-- checkpoint table: written by scripts/build_checkpoints.py -->"
+TABLE_END = "<!-- end of checkpoint table -->"
 CORPUS = "shakespeare"
 
 # The shipped models, in the order of the table: one checkpoint per preset, named after it.
@@ -89,7 +86,8 @@ EVAL_LINE = re.compile(r"val loss (?P<loss>[\d.]+) nats/token, (?P<bpc>[\d.]+) b
 
 def train_command(name: str) -> list[str]:
     out = f"checkpoints/{name}"
-    return [sys.executable, "-m", "babygpt", "train", "--preset", name, "--data", CORPUS, "--out", out, "--sample-tokens", "0"]
+    return [sys.executable, "-m", "babygpt", "train", "--preset", name, "--data", CORPUS, "--out", out,
+            "--sample-tokens", "0"]
 
 
 def eval_command(name: str) -> list[str]:
@@ -105,22 +103,14 @@ def show(command: list[str]) -> str:
 # Measurements
 # --------------------------------------------------------------------------
 
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages."""
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
 def directory_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
 def machine() -> dict:
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "torch": importlib.metadata.version("torch"),
-        "python": platform.python_version(),
-    }
+    """The machine the checkpoints were built on (``babygpt.machine.describe``, the load average aside:
+    each entry has its own)."""
+    return {key: value for key, value in describe().items() if key != "load average"}
 
 
 # --------------------------------------------------------------------------
@@ -133,11 +123,11 @@ def build(name: str) -> dict:
     if out.exists():
         shutil.rmtree(out)  # start clean: no file of an older build may survive
 
-    load_before = load_average()
+    load_before = load_averages()
     started = time.perf_counter()
     subprocess.run(train_command(name), cwd=REPO, check=True)
     wall = time.perf_counter() - started
-    load_after = load_average()
+    load_after = load_averages()
 
     for filename in RESUME_FILES:
         (out / filename).unlink(missing_ok=True)
@@ -228,7 +218,8 @@ def render_readme(index: dict) -> str:
     rows = render_table(entries)
     # Flag any model that scores worse than the bigram table: it learned less than counting pairs.
     baseline = next((e for e in entries if e["family"] == "bigram"), None)
-    worse = [e["name"] for e in entries if baseline and e is not baseline and e["full_val_loss"] > baseline["full_val_loss"]]
+    worse = [e["name"] for e in entries
+             if baseline and e is not baseline and e["full_val_loss"] > baseline["full_val_loss"]]
     note = (
         f"\nNote: {', '.join(f'`{n}`' for n in worse)} ended above the bigram's val loss "
         f"({baseline['full_val_loss']:.4f}) with the preset's settings.\n"
@@ -261,7 +252,7 @@ python -m babygpt eval checkpoints/gpt
 One command retrains them all, one after the other, and regenerates `index.json` and this file:
 
 ```bash
-python scripts/build_checkpoints.py
+python -m scripts.build_checkpoints
 ```
 
 `--only gpt,llama` rebuilds some (keeping the others' entries), `--dry-run` prints the commands.
@@ -272,7 +263,7 @@ python scripts/build_checkpoints.py
 whose weights were saved; "val loss (full split)" and bits per character are from
 `python -m babygpt eval` over every window of the val split (the last 10 % of the corpus), in nats
 per token. Load average is the 1-minute figure from `/proc/loadavg` just before and just after
-training; the training itself adds up to about {m['cores']} (one per core) once it has run for a
+training; the training itself adds up to about {m['logical cpus']} (one per core) once it has run for a
 minute or so, so clearly more than that after training means other work shared the machine and
 the training time is inflated.
 
@@ -281,7 +272,7 @@ the training time is inflated.
 Total size: {format_bytes(total)}. Figures per checkpoint, including steps, wall time and the
 1/5/15-minute load averages, are in `index.json`.
 
-Trained on {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}, on {when}.
+Trained on {m['cpu']}, {m['logical cpus']} cores, torch {m['torch']}, Python {m['python']}, on {when}.
 
 ## The LoRA adapter
 
@@ -289,7 +280,7 @@ Trained on {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python
 and `adapter_config.json`, which names the base and the sha256 of the base's weights): the
 Shakespeare model fine-tuned on the King James Bible. It loads wherever a checkpoint does
 (`python -m babygpt sample checkpoints/gpt-kjv-lora --prompt "And God said"`). It is built, with
-the table comparing it to other ranks and a full fine-tune, by `python scripts/build_adapter.py`
+the table comparing it to other ranks and a full fine-tune, by `python -m scripts.build_adapter`
 (figures in `adapters.json` and in the project README), and must be rebuilt after `gpt` is.
 """
 
@@ -302,7 +293,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help=f"comma-separated models to rebuild (default all: {','.join(MODELS)})")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and change nothing")
-    parser.add_argument("--readme-only", action="store_true", help="regenerate README.md from index.json; train nothing")
+    parser.add_argument("--readme-only", action="store_true",
+                        help="regenerate README.md from index.json; train nothing")
     args = parser.parse_args(argv)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -344,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"built {len(args.names)} checkpoint(s) in {format_seconds(time.perf_counter() - started)}; "
           f"{format_bytes(directory_bytes(CHECKPOINTS))} in checkpoints/")
     if "gpt" in args.names:
-        print("gpt was rebuilt: run python scripts/build_adapter.py, or the shipped adapter will refuse its new base")
+        print("gpt was rebuilt: run python -m scripts.build_adapter, or the shipped adapter will refuse its new base")
     return 0
 
 

@@ -9,8 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BABYGPT_CACHE_DIR", tempfile.mkdtemp(prefix="babygpt-cache-"))
 
 import contextlib
+import io
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import torch
 
 from babygpt.data import load_text
 from babygpt.models import make_config
+
 from hub_server import FakeHub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +104,26 @@ def running_app(log_to: Path | None = None, **env_extra):
         process.wait(timeout=30)
 
 
+def cli_here(*args) -> subprocess.CompletedProcess:
+    """``python -m babygpt ARGS`` as ``babygpt.cli.main(ARGS)`` in this process: the same code, its
+    exit status, stdout and stderr, without a Python start-up (a couple of seconds) per case."""
+    from babygpt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    # what a command may change for the rest of its process: its Ctrl-C handler, torch's threads
+    handler, threads = signal.getsignal(signal.SIGINT), torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:  # argparse's --help and usage errors
+                code = exit.code
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def raw_call(url: str, api_name: str, body: str) -> tuple[str, object]:
     """An endpoint called over plain HTTP, as any client can: (last event, its data)."""
     posted = httpx.post(f"{url}gradio_api/call/{api_name}", content=body,
@@ -114,7 +137,7 @@ def raw_call(url: str, api_name: str, body: str) -> tuple[str, object]:
 
 @pytest.fixture(scope="session")
 def app_url():
-    with running_app() as url:
+    with running_app(log_to=os.environ.get("BABYGPT_TEST_APP_LOG")) as url:
         yield url
 
 

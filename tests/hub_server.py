@@ -16,7 +16,8 @@ Routes (``{repo}`` is ``name`` or ``namespace/name``; ``{rev}`` is ``main`` or a
     GET    /api/models/{repo}                     model info: {"id", "sha", "private", "siblings": [{"rfilename"}]}
     GET    /api/models/{repo}/revision/{rev}      same, at a revision
     GET    /api/models/{repo}/tree/{rev}[/{dir}]  [{"type": "file"|"directory", "path", "size", "oid"}] (?recursive=)
-    POST   /api/models/{repo}/preupload/{rev}     {"files": [{"path", "sample", "size"}]} -> uploadMode "regular" for all
+    POST   /api/models/{repo}/preupload/{rev}     {"files": [{"path", "sample", "size"}]}
+                                                  -> uploadMode "regular" for all
     POST   /api/models/{repo}/commit/{rev}        NDJSON: header, file (base64), deletedFile, deletedFolder
                                                   -> {"commitUrl", "commitOid", "pullRequestUrl": null, ...}
     HEAD   /{repo}/resolve/{rev}/{filename}       headers X-Repo-Commit, ETag (git blob sha1), Content-Length
@@ -360,7 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
                 folder = prefix + "/".join(parts[:depth])
                 if (recursive or depth == 1) and folder not in folders:
                     folders.add(folder)
-                    entries.append({"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()})
+                    entries.append({"type": "directory", "path": folder,
+                                    "oid": hashlib.sha1(folder.encode()).hexdigest()})
             if recursive or len(parts) == 1:
                 data = files[path]
                 entries.append({"type": "file", "path": path, "size": len(data), "oid": git_blob_sha1(data)})

@@ -4,6 +4,7 @@ import torch
 from babygpt.attention import attention_maps
 from babygpt.models import build_model
 from babygpt.tokenizer import CharTokenizer
+
 from conftest import randomize_, variant_config
 
 
@@ -14,7 +15,8 @@ def test_maps_have_one_row_per_token_and_match_the_model():
     maps = attention_maps(model, tokenizer, "abcabcde")
     assert maps.tokens == list("abcabcde")
     assert maps.weights.shape == (2, 4, 8, 8)
-    _, _, direct = model(torch.tensor([tokenizer.encode("abcabcde")]), return_attention=True)
+    _, kept = model.run_with_cache(torch.tensor([tokenizer.encode("abcabcde")]), lambda name: name.endswith("pattern"))
+    direct = torch.stack([kept[f"blocks.{i}.attn.pattern"] for i in range(2)], dim=1)
     assert torch.equal(maps.weights, direct[0])
     assert torch.allclose(maps.head_average(1), direct[0, 1].mean(0))
 

@@ -8,11 +8,8 @@ checks that SECURITY.md's table lists exactly these cases.
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -26,7 +23,8 @@ from babygpt.runs import new_run
 from babygpt.sampling import generate
 from babygpt.tokenizer import CharTokenizer
 from babygpt.ui.models import shipped_checkpoints
-from conftest import ROOT, raw_call, variant_config
+
+from conftest import ROOT, cli_here, raw_call, variant_config
 
 GPT = shipped_checkpoints()["gpt"]
 TINY = build_model(variant_config("gpt", vocab_size=20, n_layer=1, n_head=2, n_embd=16, block_size=8))
@@ -116,9 +114,7 @@ APP = [
     ("app /recolour", "a colouring that does not exist", "not in the list of choices"),
     ("app /attention", "head 10⁹", "head must be a whole number from 0 to 1,000,000"),
     ("app /attention", "an empty text", "text is empty"),
-    ("app /attention_lines", "a model with no attention (bigram)", "has no attention"),
     ("app /logit_lens", "a model name no one has", "no model named"),
-    ("app /head_roles", "a model with no attention (bigram)", "has no attention"),
     ("app /attention_history", "a model trained without snapshots (shipped gpt)", "no attention snapshots"),
     ("app /attention_replay", "step -1", "Value -1 is less than minimum value 0"),
     ("app /generated_text", "a request before any Compare in this session", "nothing generated yet"),
@@ -162,8 +158,10 @@ def cli_arguments(what: str, tmp_path: Path) -> list[str]:
     train = ["train", "--preset", "gpt", "--max-iters", "2", "--out", str(tmp_path / "run")]
     table = {
         "sample a checkpoint folder that does not exist": ["sample", str(tmp_path / "nowhere")],
-        "sample a checkpoint whose weights are truncated": ["sample", str(broken_checkpoint(tmp_path, "truncated weights"))],
-        "eval a checkpoint from a newer BabyGPT": ["eval", str(broken_checkpoint(tmp_path, "config from a newer version"))],
+        "sample a checkpoint whose weights are truncated":
+            ["sample", str(broken_checkpoint(tmp_path, "truncated weights"))],
+        "eval a checkpoint from a newer BabyGPT":
+            ["eval", str(broken_checkpoint(tmp_path, "config from a newer version"))],
         "train with n_embd 30 over 4 heads": [*train, "--n-embd", "30", "--n-head", "4"],
         "train on a corpus file that does not exist": [*train, "--data", str(tmp_path / "missing.txt")],
         "train on a binary file": [*train, "--data", str(corpus(tmp_path, "binary"))],
@@ -221,8 +219,6 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
         "a mode that does not exist": lambda: c.predict("from memory", "gpt", api_name="/switch_mode"),
         "an x axis that does not exist": lambda: c.predict("minutes", api_name="/redraw"),
         "a colouring that does not exist": lambda: c.predict("rainbow", api_name="/recolour"),
-        "a model with no attention (bigram)": (lambda: c.predict("bigram", "Hi", 0, api_name="/attention_lines"))
-        if surface == "app /attention_lines" else (lambda: c.predict("bigram", api_name="/head_roles")),
         "a model trained without snapshots (shipped gpt)": lambda: c.predict("gpt", api_name="/attention_history"),
         "step -1": lambda: c.predict("gpt", -1, api_name="/attention_replay"),
         "a request before any Compare in this session": lambda: c.predict("gpt", api_name="/generated_text"),
@@ -243,8 +239,8 @@ def test_python_api(tmp_path, surface, what, message):
 
 @pytest.mark.parametrize("surface, what, message", CLI, ids=[c[1] for c in CLI])
 def test_command_line(tmp_path, surface, what, message):
-    result = subprocess.run([sys.executable, "-m", "babygpt", *cli_arguments(what, tmp_path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    """The command's own code in this process (conftest.cli_here); tests/test_cli.py runs real processes."""
+    result = cli_here(*cli_arguments(what, tmp_path))
     assert result.returncode != 0
     assert message.lower() in result.stderr.lower(), result.stderr
     assert "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ from babygpt import checkpoint
 from babygpt.card import card_for, generate_card, is_generated_and_unedited
 from babygpt.models import build_model
 from babygpt.tokenizer import CharTokenizer
+
 from conftest import variant_config
 
 

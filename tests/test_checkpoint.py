@@ -8,6 +8,7 @@ import torch
 from babygpt import checkpoint
 from babygpt.models import build_model
 from babygpt.tokenizer import train_tokenizer
+
 from conftest import VARIANTS, randomize_, variant_config
 
 
@@ -27,7 +28,8 @@ def test_round_trip_gives_the_same_logits(tmp_path, name):
     with torch.no_grad():
         assert torch.equal(loaded.model(idx)[0], model(idx)[0])
     assert loaded.metrics == {"val_loss": 1.5} and loaded.config["corpus"] == "test"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
+                                                          "tokenizer.json"]
 
 
 def test_bpe_checkpoint_round_trip(tmp_path):

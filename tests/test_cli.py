@@ -1,4 +1,6 @@
-"""The CLI as a user runs it: a real ``python -m babygpt`` process."""
+"""The CLI as a user runs it: real ``python -m babygpt`` processes for the flows (train, sample,
+eval, resume, finetune, export); the refusals and the help run ``babygpt.cli.main`` in this
+process instead, the same code without a Python start-up per case."""
 
 import dataclasses
 import json
@@ -11,6 +13,8 @@ import pytest
 
 from babygpt.models import FAMILIES
 from babygpt.trainer import TrainConfig
+
+from conftest import cli_here
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
@@ -28,7 +32,7 @@ def babygpt(*args, check=True):
 
 
 def test_help_documents_every_flag():
-    text = babygpt("train", "--help").stdout
+    text = cli_here("train", "--help").stdout
     names = {f.name for family in FAMILIES.values() for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
     names |= {f.name for f in dataclasses.fields(TrainConfig)}
     for name in names:
@@ -36,9 +40,9 @@ def test_help_documents_every_flag():
     for flag in ("--preset", "--family", "--data", "--out", "--resume", "--tokenizer", "--max-seconds"):
         assert flag in text
     for command in ("sample", "eval"):
-        text = babygpt(command, "--help").stdout
+        text = cli_here(command, "--help").stdout
         assert "checkpoint" in text and "--device" in text
-    sample_help = babygpt("sample", "--help").stdout
+    sample_help = cli_here("sample", "--help").stdout
     for flag in ("--prompt", "--max-new-tokens", "--temperature", "--top-k", "--seed"):
         assert flag in sample_help
 
@@ -67,11 +71,12 @@ def test_train_sample_eval_resume(tmp_path):
 
 def test_bpe_tokenizer_and_llama_family(tmp_path):
     out = tmp_path / "run"
-    babygpt("train", "--family", "llama", "--n-kv-head", "1", *TINY, "--max-iters", "5", "--tokenizer", "bpe",
+    cli_here("train", "--family", "llama", "--n-kv-head", "1", *TINY, "--max-iters", "5", "--tokenizer", "bpe",
             "--bpe-vocab-size", "300", "--data", "kjv", "--out", str(out))
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["family"] == "llama" and config["model"]["vocab_size"] == 300 and config["tokenizer"] == "bpe"
-    assert "bits/char" in babygpt("eval", str(out)).stdout
+    assert config["model"]["family"] == "llama" and config["model"]["vocab_size"] == 300
+    assert config["tokenizer"] == "bpe"
+    assert "bits/char" in cli_here("eval", str(out)).stdout
 
 
 @pytest.mark.parametrize(
@@ -86,7 +91,7 @@ def test_bpe_tokenizer_and_llama_family(tmp_path):
     ],
 )
 def test_bad_arguments_give_a_clear_error_and_no_traceback(tmp_path, args, message):
-    result = babygpt("train", *args, "--out", str(tmp_path / "x"), check=False)
+    result = cli_here("train", *args, "--out", str(tmp_path / "x"))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists(), "nothing is written before the settings are checked"
@@ -94,21 +99,21 @@ def test_bad_arguments_give_a_clear_error_and_no_traceback(tmp_path, args, messa
 
 def test_eval_reports_exact_match_accuracy_on_the_addition_task(tmp_path):
     out = tmp_path / "adder"
-    babygpt("train", "--preset", "gpt", *TINY, "--max-iters", "5", "--data", "addition", "--out", str(out))
-    line = babygpt("eval", str(out)).stdout.splitlines()[-1]
+    cli_here("train", "--preset", "gpt", *TINY, "--max-iters", "5", "--data", "addition", "--out", str(out))
+    line = cli_here("eval", str(out)).stdout.splitlines()[-1]
     assert line.startswith("exact-match accuracy ") and line.endswith("on 500 val problems (greedy decoding)")
     assert 0.0 <= float(line.split()[2].rstrip("%")) <= 100.0
 
 
 def test_sample_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
-    result = babygpt("sample", str(tmp_path / "none"), check=False)
+    result = cli_here("sample", str(tmp_path / "none"))
     assert result.returncode == 2 and "not a directory" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    babygpt("train", "--preset", "gpt", *TINY, "--max-iters", "3", "--out", str(out))
+    assert cli_here("train", "--preset", "gpt", *TINY, "--max-iters", "3", "--out", str(out)).returncode == 0
     return out
 
 
@@ -129,24 +134,24 @@ def trained(tmp_path_factory):
 )
 def test_bad_sample_and_eval_arguments_give_a_clear_error(trained, args, message):
     command, *rest = args
-    result = babygpt(command, str(trained), *rest, check=False)
+    result = cli_here(command, str(trained), *rest)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_tiny_temperature_is_nearly_greedy_not_an_error(trained):
-    tiny = babygpt("sample", str(trained), "--temperature", "1e-40", "--max-new-tokens", "20").stdout
-    greedy = babygpt("sample", str(trained), "--temperature", "0", "--max-new-tokens", "20").stdout
+    tiny = cli_here("sample", str(trained), "--temperature", "1e-40", "--max-new-tokens", "20").stdout
+    greedy = cli_here("sample", str(trained), "--temperature", "0", "--max-new-tokens", "20").stdout
     assert tiny == greedy
 
 
 def test_sample_streams_the_same_text_without_the_cache_and_stops_at_a_stop_string(trained):
     args = ("sample", str(trained), "--prompt", "ROMEO:", "--max-new-tokens", "80", "--top-p", "0.9", "--seed", "4")
-    cached = babygpt(*args).stdout
-    assert babygpt(*args, "--no-cache").stdout == cached
+    cached = cli_here(*args).stdout
+    assert cli_here(*args, "--no-cache").stdout == cached
     new_text = cached[len("ROMEO:"):].rstrip("\n")
     stop = new_text[5:7]
-    stopped = babygpt(*args, "--stop", stop).stdout
+    stopped = cli_here(*args, "--stop", stop).stdout
     assert stopped == "ROMEO:" + new_text[: new_text.index(stop) + 2] + "\n"
 
 
@@ -160,13 +165,13 @@ def test_sample_streams_the_same_text_without_the_cache_and_stops_at_a_stop_stri
 )
 def test_resume_conflicts_and_diverging_runs_give_a_clear_error(trained, args, message, tmp_path):
     out = trained if "--resume" in args else tmp_path / "diverge"
-    result = babygpt("train", *([] if "--resume" in args else TINY), *args, "--out", str(out), check=False)
+    result = cli_here("train", *([] if "--resume" in args else TINY), *args, "--out", str(out))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_finetune_help_documents_its_flags():
-    text = babygpt("finetune", "--help").stdout
+    text = cli_here("finetune", "--help").stdout
     for flag in ("--base", "--data", "--out", "--resume", "--full", "--lora-r", "--lora-alpha", "--lora-dropout",
                  "--lora-targets", "--drop-unknown", "--max-iters", "--learning-rate", "--eval-at-start"):
         assert flag in text, flag
@@ -174,7 +179,7 @@ def test_finetune_help_documents_its_flags():
 
 def test_finetune_lora_then_sample_eval_and_resume_the_adapter(trained, tmp_path):
     out = tmp_path / "adapter"
-    result = babygpt("finetune", "--base", str(trained), "--data", "kjv", "--drop-unknown", "--lora-r", "4",
+    result = cli_here("finetune", "--base", str(trained), "--data", "kjv", "--drop-unknown", "--lora-r", "4",
                      "--lora-targets", "q,k,v,o", "--batch-size", "4", "--max-iters", "6", "--eval-interval", "3",
                      "--eval-iters", "2", "--out", str(out))
     assert "dropped 44,666 characters of kjv" in result.stdout
@@ -185,10 +190,10 @@ def test_finetune_lora_then_sample_eval_and_resume_the_adapter(trained, tmp_path
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["lora"]["r"] == 4 and config["lora"]["targets"] == ["q", "k", "v", "o"]
     assert config["base"] == str(trained.resolve()) and len(config["base_sha256"]) == 64
-    sampled = babygpt("sample", str(out), "--prompt", "And", "--max-new-tokens", "20", "--seed", "1").stdout
+    sampled = cli_here("sample", str(out), "--prompt", "And", "--max-new-tokens", "20", "--seed", "1").stdout
     assert sampled.startswith("And") and len(sampled) > 20
-    assert "of kjv" in babygpt("eval", str(out)).stdout  # evaluated on its own corpus, dropped characters too
-    babygpt("finetune", "--out", str(out), "--resume", "--max-iters", "8")
+    assert "of kjv" in cli_here("eval", str(out)).stdout  # evaluated on its own corpus, dropped characters too
+    assert cli_here("finetune", "--out", str(out), "--resume", "--max-iters", "8").returncode == 0
     assert json.loads((out / "training_state.json").read_text())["step"] == 8
 
 
@@ -205,19 +210,19 @@ def test_finetune_lora_then_sample_eval_and_resume_the_adapter(trained, tmp_path
 )
 def test_bad_finetune_arguments_give_a_clear_error(trained, args, message, tmp_path):
     base = [] if "--resume" in args or not args else ["--base", str(trained)]
-    result = babygpt("finetune", *base, *args, "--out", str(tmp_path / "out"), check=False)
+    result = cli_here("finetune", *base, *args, "--out", str(tmp_path / "out"))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_export_writes_a_transformers_directory_and_refuses_what_it_cannot(tmp_path):
-    result = babygpt("export", "llama", "--out", str(tmp_path / "hf"))
+    result = cli_here("export", "llama", "--out", str(tmp_path / "hf"))
     assert "AutoModelForCausalLM.from_pretrained" in result.stdout
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "llama"
-    refused = babygpt("export", "gpt-time-weighted", "--out", str(tmp_path / "tw"), check=False)
+    refused = cli_here("export", "gpt-time-weighted", "--out", str(tmp_path / "tw"))
     assert refused.returncode == 2 and "GPT-2 has no equivalent of time_weighting" in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "tw").exists()
-    result = babygpt("export", "gpt-kjv-lora", "--peft", "--out", str(tmp_path / "peft"))
+    result = cli_here("export", "gpt-kjv-lora", "--peft", "--out", str(tmp_path / "peft"))
     assert "PeftModel.from_pretrained" in result.stdout
     assert json.loads((tmp_path / "peft" / "adapter" / "adapter_config.json").read_text())["peft_type"] == "LORA"
     assert (tmp_path / "peft" / "base" / "model.safetensors").exists()

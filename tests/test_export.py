@@ -11,6 +11,7 @@ from babygpt.lora import LoRAConfig
 from babygpt.models import build_model
 from babygpt.runs import new_finetune
 from babygpt.tokenizer import CharTokenizer
+
 from conftest import randomize_, variant_config
 
 
@@ -30,8 +31,10 @@ def save(model, directory):
     return directory
 
 
-@pytest.mark.parametrize("name, architecture", [("gpt", "GPT2LMHeadModel"), ("gpt-untied-tanh-nobias", "GPT2LMHeadModel"),
-                                                ("llama-gqa", "LlamaForCausalLM"), ("llama-mqa-tied", "LlamaForCausalLM")])
+@pytest.mark.parametrize("name, architecture", [
+    ("gpt", "GPT2LMHeadModel"), ("gpt-untied-tanh-nobias", "GPT2LMHeadModel"),
+    ("llama-gqa", "LlamaForCausalLM"), ("llama-mqa-tied", "LlamaForCausalLM"),
+])
 def test_exported_models_give_the_same_logits_in_transformers(name, architecture, tmp_path):
     torch.manual_seed(0)
     model = build_model(variant_config(name))

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from babygpt.checkpoint import load_checkpoint
-from conftest import ROOT
+
+from conftest import ROOT, cli_here
 
 TINY = ["--preset", "gpt", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--eval-interval", "3", "--eval-iters", "1", "--sample-tokens", "0", "--threads", "1"]
@@ -42,8 +43,8 @@ def test_kill_9_at_a_random_step_leaves_a_checkpoint_that_loads_and_resumes(tmp_
     assert step > 0, f"killed {delay:.2f} s after the first save"
     load_checkpoint(out)  # every file is whole: the last save, or the one before it
     (out / ".model.safetensors.0123abcd.tmp").write_bytes(b"half a file")  # as a kill mid-write leaves
-    resumed = babygpt("train", "--resume", "--max-iters", str(step + 6), "--out", str(out))
-    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    resumed = cli_here("train", "--resume", "--max-iters", str(step + 6), "--out", str(out))  # here: no kill to come
+    assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "training_state.json").read_text())["step"] == step + 6
     assert not list(out.glob(".*.tmp"))  # a write the kill cut short is cleared away on resume
     assert json.loads((out / "metrics.json").read_text())["history"][-1]["step"] >= step
@@ -63,7 +64,7 @@ def test_a_save_that_runs_out_of_room_keeps_the_previous_checkpoint_and_says_so(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
 
-    assert babygpt("train", *TINY, "--max-iters", "6", "--out", str(out)).wait(timeout=120) == 0
+    assert cli_here("train", *TINY, "--max-iters", "6", "--out", str(out)).returncode == 0
     before = file_hashes(out)
     resumed = babygpt("train", "--resume", "--max-iters", "12", "--out", str(out), preexec_fn=limit_writes)
     status, stderr = resumed.wait(timeout=120), resumed.stderr.read()
@@ -82,14 +83,14 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
     try:
         out = disk / "run"
-        assert babygpt("train", *TINY, "--max-iters", "6", "--out", str(out)).wait(timeout=120) == 0
+        assert cli_here("train", *TINY, "--max-iters", "6", "--out", str(out)).returncode == 0
         before = file_hashes(out)
         with open(disk / "filler", "wb") as filler, pytest.raises(OSError, match="No space left"):
             while True:
                 filler.write(b"\0" * 65536)
                 filler.flush()
-        resumed = babygpt("train", "--resume", "--max-iters", "12", "--out", str(out))
-        status, stderr = resumed.wait(timeout=120), resumed.stderr.read()
+        resumed = cli_here("train", "--resume", "--max-iters", "12", "--out", str(out))
+        status, stderr = resumed.returncode, resumed.stderr
         assert status != 0 and "Traceback" not in stderr
         assert "No space left on device" in stderr and "is intact" in stderr
         assert file_hashes(out) == before

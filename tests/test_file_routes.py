@@ -13,11 +13,12 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from huggingface_hub import HfApi
-
-from babygpt.hub import push_checkpoint
-from conftest import HUB_TOKEN, ROOT, raw_call, running_app
 from test_app import TINY_TRAINING
 from test_finetune import finetune, run
+
+from babygpt.hub import push_checkpoint
+
+from conftest import HUB_TOKEN, ROOT, raw_call, running_app
 
 ROUTES = ("gradio_api/file=", "gradio_api/file/", "file=")
 

@@ -13,6 +13,7 @@ from huggingface_hub import HfApi
 from babygpt.checkpoint import load_checkpoint
 from babygpt.hub import download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
+
 from conftest import HUB_TOKEN, ROOT
 
 GPT = shipped_checkpoints()["gpt"]

@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 from babygpt.checkpoint import load_checkpoint
 from babygpt.hub import check_repo_id, download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
+
 from conftest import HUB_TOKEN as TOKEN
 from conftest import ROOT, running_app
 
@@ -28,10 +29,12 @@ def same_logits(a, b):
 def test_push_then_load_by_repo_id_gives_the_same_model(hub, tmp_path):
     pushed = push_checkpoint(GPT, "alice/tiny-gpt", token=TOKEN, private=True, endpoint=hub.url)
     assert pushed.url.endswith("alice/tiny-gpt") and hub.repos["alice/tiny-gpt"]["private"] and pushed.card_written
-    assert set(hub.repos["alice/tiny-gpt"]["files"]) == {"config.json", "tokenizer.json", "model.safetensors", "metrics.json",
+    assert set(hub.repos["alice/tiny-gpt"]["files"]) == {"config.json", "tokenizer.json", "model.safetensors",
+                                                         "metrics.json",
                                                          "README.md"}
     local = download_checkpoint("alice/tiny-gpt", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
-    assert sorted(p.name for p in local.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in local.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
+                                                       "tokenizer.json"]
     assert same_logits(load_checkpoint(local).model, load_checkpoint(GPT).model)
 
 
@@ -76,7 +79,8 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
         status, names = client.predict("bob/shared-gpt", api_name="/load")
         assert TOKEN not in status
         assert "bob-shared-gpt" in status and "my-bob-shared-gpt" in names
-        html, texts, *_ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0, api_name="/compare")
+        html, texts, *_ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0,
+                                         api_name="/compare")
         assert texts["my-bob-shared-gpt"] == texts["gpt"], "the loaded copy writes exactly what the original does"
         with pytest.raises(AppError, match="is not a repo id"):
             client.predict("gpt", "not a repo", True, api_name="/push")
@@ -108,7 +112,8 @@ def test_the_model_card_is_generated_and_a_users_edits_are_kept(hub):
     push_checkpoint(GPT, "alice/carded", token=TOKEN, endpoint=hub.url)
     card = hub.repos["alice/carded"]["files"]["README.md"].decode()
     front, body = card.split("\n---\n", 1)
-    for line in ("library_name: babygpt", "license: mit", '- "gpt"', "model-index:", "value: 1.9519", '- "shakespeare"'):
+    for line in ("library_name: babygpt", "license: mit", '- "gpt"', "model-index:", "value: 1.9519",
+                 '- "shakespeare"'):
         assert line in front, line
     for part in ("# alice/carded", "809,472", "1,719,808 forward", "| `n_layer` | 4 |", "| `learning_rate` | 0.001 |",
                  "| 2,000 | 1,536,000 |", "Seed 0, temperature 0.8", "download_checkpoint(\"alice/carded\""):
@@ -193,7 +198,8 @@ def test_a_download_from_a_hub_that_stops_answering_is_a_clear_message(hub, tmp_
     push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
     hub.stall_next(3.0, count=1000)
     script = ("import sys\nfrom babygpt.hub import download_checkpoint\ntry:\n"
-              f"    download_checkpoint('alice/slow', {str(tmp_path / 'copy')!r}, token={TOKEN!r}, endpoint={hub.url!r})\n"
+              f"    download_checkpoint('alice/slow', {str(tmp_path / 'copy')!r}, token={TOKEN!r}, "
+              f"endpoint={hub.url!r})\n"
               "except ValueError as error:\n    print(error)\n    sys.exit(3)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_DOWNLOAD_TIMEOUT": "1", "HF_HUB_ETAG_TIMEOUT": "1",
            "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}

@@ -21,7 +21,8 @@ def hub_client_env(monkeypatch, tmp_path):
 
     huggingface_hub reads these env vars once at import, so the constants are patched as well.
     """
-    for name, value in {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")}.items():
+    for name, value in {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+                        "HF_HOME": str(tmp_path / "hf")}.items():
         monkeypatch.setenv(name, value)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HF_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)

@@ -6,6 +6,7 @@ import torch
 from babygpt.checkpoint import load_checkpoint, shipped_checkpoints
 from babygpt.interpret import ROLES, head_roles, logit_lens, pattern_score, role_patterns
 from babygpt.models import build_model
+
 from conftest import ATTENTION_VARIANTS, variant_config
 
 
@@ -43,7 +44,8 @@ def test_logit_lens_rows_end_with_the_models_own_prediction(name, shakespeare):
     text = "ROMEO:\nWhat light through yonder window"
     lens = logit_lens(model, tokenizer, text)
     T = model.config.block_size
-    assert lens.tokens == list(text[-T:]) and lens.layers[0] == "embeddings" and len(lens.layers) == model.config.n_layer + 1
+    assert lens.tokens == list(text[-T:]) and lens.layers[0] == "embeddings"
+    assert len(lens.layers) == model.config.n_layer + 1
     assert lens.top_probabilities.shape == (len(lens.layers), T)
     logits, _ = model(torch.tensor([tokenizer.encode(text[-T:])]))
     assert "".join(lens.top_tokens[-1]) == tokenizer.decode(logits[0].argmax(-1).tolist())

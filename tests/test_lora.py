@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from babygpt.lora import (LoRAConfig, LoRALinear, apply_lora, lora_layers, lora_state_dict, merge_lora,
-                          trainable_parameters, unmerge_lora)
+from babygpt.lora import (
+    LoRAConfig,
+    LoRALinear,
+    apply_lora,
+    lora_layers,
+    lora_state_dict,
+    merge_lora,
+    trainable_parameters,
+    unmerge_lora,
+)
 from babygpt.models import build_model, make_config
 from babygpt.sampling import generate
 

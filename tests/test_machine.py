@@ -1,6 +1,8 @@
 """The machine's matmul peak (measured once, then cached) and the MFU the trainer reports against it."""
 
 import json
+import threading
+import time
 
 import pytest
 import torch
@@ -27,10 +29,26 @@ def test_the_peak_is_measured_once_then_read_from_the_cache(tmp_path, monkeypatc
     assert machine.matmul_peak_flops("cpu") > 1e9 and len(calls) == 2
 
 
+def clock(monkeypatch, times):
+    """time.perf_counter reads ``times`` on this thread; other threads (an app's, a client's) keep the real one."""
+    here, real, times = threading.current_thread(), time.perf_counter, iter(times)
+
+    def perf_counter():
+        return next(times) if threading.current_thread() is here else real()
+
+    monkeypatch.setattr(machine.time, "perf_counter", perf_counter)
+
+
 def test_a_measured_peak_is_the_flops_of_a_timed_matmul(monkeypatch):
-    times = iter([0.0, 1.0] + [10.0, 10.5] * 3)  # warm-up 1 s, then 0.5 s each
-    monkeypatch.setattr(machine.time, "perf_counter", lambda: next(times))
+    clock(monkeypatch, [0.0, 1.0] + [10.0, 10.5] * 3)  # warm-up 1 s, then 0.5 s each
     assert machine.measure_matmul_peak(torch.device("cpu"), repeats=3) == pytest.approx(2 * 1024**3 / 0.5)
+
+
+def test_a_slow_matmul_is_timed_fewer_times(monkeypatch):
+    """bf16 on a CPU without bf16 instructions takes seconds a product: stop once max_seconds is spent."""
+    clock(monkeypatch, [0.0, 1.5, 10.0, 11.0, 20.0, 20.9])  # warm-up 1.5 s, then 1 s and 0.9 s
+    assert machine.measure_matmul_peak(torch.device("cpu"), repeats=10, max_seconds=2.0) == pytest.approx(
+        2 * 1024**3 / 1.0)  # stopped after the first timed product: 2.5 s spent; the warm-up is not the peak
 
 
 def test_step_events_carry_mfu_against_the_peak():

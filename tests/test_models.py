@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from babygpt.models import FAMILIES, PRESETS, build_model, config_from_json, config_to_dict, make_config
+
 from conftest import ATTENTION_VARIANTS, VARIANTS, randomize_, variant_config
 
 
@@ -34,15 +35,21 @@ def test_causality_changing_token_t_never_changes_earlier_logits(name):
         assert not torch.allclose(logits[:, t], base[:, t]), "the changed position itself must change"
 
 
+def patterns(model, idx):
+    """Every layer's attention pattern, read from the hook points: (B, n_layer, n_head, T, T)."""
+    logits, kept = model.run_with_cache(idx, lambda name: name.endswith(".attn.pattern"))
+    return logits, torch.stack([kept[f"blocks.{i}.attn.pattern"] for i in range(model.config.n_layer)], dim=1)
+
+
 @pytest.mark.parametrize("name", ATTENTION_VARIANTS)
-def test_returned_attention_is_causal_normalised_and_matches_the_fast_path(name):
+def test_attention_patterns_are_causal_normalised_and_match_the_fast_path(name):
     torch.manual_seed(0)
     config = variant_config(name)
     model = build_model(config).eval()
     randomize_(model, scale=0.3)
     idx = torch.randint(0, 20, (2, 16))
     fast, _ = model(idx)
-    slow, _, attention = model(idx, return_attention=True)
+    slow, attention = patterns(model, idx)
     assert attention.shape == (2, config.n_layer, config.n_head, 16, 16)
     assert torch.allclose(attention.sum(-1), torch.ones(2, config.n_layer, config.n_head, 16), atol=1e-5)
     above = torch.ones(16, 16, dtype=torch.bool).triu(1)
@@ -52,37 +59,21 @@ def test_returned_attention_is_causal_normalised_and_matches_the_fast_path(name)
 
 @pytest.mark.parametrize("name", ATTENTION_VARIANTS)
 def test_attention_output_equals_weights_times_values(name):
-    """Recompute layer 0's attention output by hand from the returned weights."""
+    """Recompute layer 0's attention output by hand from its pattern and its values, both read
+    from hook points, through the output projection."""
     torch.manual_seed(0)
     config = variant_config(name)
     model = build_model(config).eval()
     randomize_(model, scale=0.3)
     idx = torch.randint(0, 20, (2, 16))
-    _, _, attention = model(idx, return_attention=True)
-    weights = attention[:, 0]  # (B, H, T, T)
+    _, kept = model.run_with_cache(idx, ["blocks.0.attn.pattern", "blocks.0.attn.v", "blocks.0.attn_out"])
+    weights, v = kept["blocks.0.attn.pattern"], kept["blocks.0.attn.v"]  # (B, H, T, T), (B, H_kv, T, hs)
+    v = v.repeat_interleave(config.n_head // v.size(1), dim=1)
+    llama = VARIANTS[name][0] == "llama"
+    projection = model.layers[0].self_attn.o_proj if llama else model.transformer.h[0].attn.c_proj
     with torch.no_grad():
-        if VARIANTS[name][0] == "llama":
-            block = model.layers[0]
-            x = block.input_layernorm(model.embed_tokens(idx))
-            fast, _ = block.self_attn(x, model.rope_cos[:16], model.rope_sin[:16])
-            v = block.self_attn.v_proj(x).view(2, 16, config.n_kv_head, -1).transpose(1, 2)
-            v = v.repeat_interleave(config.n_head // config.n_kv_head, dim=1)
-            by_hand = block.self_attn.o_proj((weights @ v).transpose(1, 2).reshape(2, 16, -1))
-        else:
-            block = model.transformer.h[0]
-            x = block.ln_1(model.transformer.wte(idx) + model.transformer.wpe(torch.arange(16)))
-            fast, _ = block.attn(x)
-            inner = config.n_head * config.head_dim
-            v = block.attn.c_attn(x)[..., 2 * inner:].view(2, 16, config.n_head, -1).transpose(1, 2)
-            by_hand = block.attn.c_proj((weights @ v).transpose(1, 2).reshape(2, 16, -1))
-    assert torch.allclose(by_hand, fast, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("name", ["bigram", "ngram"])
-def test_models_without_attention_say_so(name):
-    model = build_model(variant_config(name))
-    with pytest.raises(ValueError, match="no attention"):
-        model(torch.zeros(1, 4, dtype=torch.long), return_attention=True)
+        by_hand = projection((weights @ v).transpose(1, 2).reshape(2, 16, -1))
+    assert torch.allclose(by_hand, kept["blocks.0.attn_out"], atol=1e-4, rtol=1e-4)
 
 
 def conditional_entropy(x: torch.Tensor, y: torch.Tensor, context) -> float:
@@ -161,7 +152,7 @@ def test_bad_hyperparameters_are_refused_clearly(family, values, message):
 
 
 def test_registry_round_trips_configs_and_presets_are_valid():
-    for name, (family, settings) in PRESETS.items():
+    for family, settings in PRESETS.values():
         config = make_config(family, **settings["model"])
         assert config_from_json(config_to_dict(config)) == config
         assert family in FAMILIES

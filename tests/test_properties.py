@@ -11,6 +11,7 @@ from babygpt.models import build_model
 from babygpt.sampling import generate
 from babygpt.ui import attention_tab, compare_tab, stats_tab
 from babygpt.ui.models import load, shipped_checkpoints
+
 from conftest import variant_config
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1e-300, 1e300])

@@ -8,6 +8,7 @@ from babygpt.data import Dataset, load_text
 from babygpt.lora import LoRAConfig, apply_lora
 from babygpt.models import build_model
 from babygpt.quantize import quantization_report, quantize_int8, weight_bytes
+
 from conftest import variant_config
 
 

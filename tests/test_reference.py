@@ -10,6 +10,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from babygpt.models import build_model, make_config
+
 from conftest import randomize_
 
 
@@ -37,7 +38,8 @@ def assert_same_logits(ours, reference, vocab_size=50, block_size=32):
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt_equals_transformers_gpt2(activation, hf_activation, bias):
     torch.manual_seed(0)
-    config = make_config("gpt", vocab_size=50, block_size=32, n_layer=3, n_head=4, n_embd=64, activation=activation, bias=bias)
+    config = make_config("gpt", vocab_size=50, block_size=32, n_layer=3, n_head=4, n_embd=64, activation=activation,
+                         bias=bias)
     ours = build_model(config).eval()
     randomize_(ours, scale=0.2)
     reference = transformers.GPT2LMHeadModel(

@@ -5,10 +5,19 @@ import torch
 
 from babygpt.models import build_model, make_config
 from babygpt.sampling import (
-    MAX_NEW_TOKENS, Context, TextTracker, generate, inverse_cdf, next_token_distribution, sample_text, side_by_side, stream,
+    MAX_NEW_TOKENS,
+    Context,
+    TextTracker,
+    generate,
+    inverse_cdf,
+    next_token_distribution,
+    sample_text,
+    side_by_side,
+    stream,
     token_ids,
 )
 from babygpt.tokenizer import BPETokenizer, CharTokenizer
+
 from conftest import ATTENTION_VARIANTS, VARIANTS, randomize_, variant_config
 
 BLOCK = 16  # every variant's block_size (conftest.SMALL)
@@ -64,19 +73,21 @@ def test_feeding_a_sequence_in_pieces_through_the_cache_equals_one_forward(name)
     """Prefill, a chunk of several tokens (an explicit causal mask) and single tokens, attention included."""
     model = random_model(name, seed=2)
     ids = torch.randint(0, 20, (2, BLOCK), generator=torch.Generator().manual_seed(0))
+    patterns = [f"blocks.{i}.attn.pattern" for i in range(model.config.n_layer)]
     with torch.no_grad():
-        full, _, full_attention = model(ids, return_attention=True)
+        full, kept = model.run_with_cache(ids, patterns)
+        full_attention = torch.stack([kept[name] for name in patterns], dim=1)  # (B, layers, heads, T, T)
         for keep_attention in (False, True):  # the fused kernel and the spelled-out path
             cache = model.new_cache(batch_size=2)
             pieces, attentions = [], []
             for start, end in [(0, 5), (5, 9), (9, 10), (10, 16)]:
-                logits, _, *attention = model(ids[:, start:end], cache=cache, return_attention=keep_attention)
+                logits, kept = model.run_with_cache(ids[:, start:end], patterns if keep_attention else [], cache=cache)
                 pieces.append(logits)
-                attentions.append(attention)
+                attentions.append([kept.get(name) for name in patterns])
             assert cache.length == BLOCK
             assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
     # Each piece's attention rows are the full map's rows for those queries over the keys so far.
-    assert torch.allclose(attentions[1][0], full_attention[..., 5:9, :9], atol=1e-6)
+    assert torch.allclose(torch.stack(attentions[1], dim=1), full_attention[..., 5:9, :9], atol=1e-6)
     with pytest.raises(ValueError, match="after 16 cached positions"):
         model(ids[:, :1], cache=cache)
 
@@ -129,8 +140,8 @@ def test_inverse_cdf_samples_the_distribution_and_never_a_zero_probability_token
     probs = torch.tensor([0.5, 0.0, 0.2, 0.3, 0.0])
     assert [inverse_cdf(probs, u) for u in (0.0, 0.49, 0.5, 0.69, 0.7, 0.999999)] == [0, 0, 2, 2, 3, 3]
     generator = torch.Generator().manual_seed(0)
-    counts = torch.bincount(torch.tensor([inverse_cdf(probs, float(u)) for u in torch.rand(20000, generator=generator)]),
-                            minlength=5)
+    draws = [inverse_cdf(probs, float(u)) for u in torch.rand(20000, generator=generator)]
+    counts = torch.bincount(torch.tensor(draws), minlength=5)
     assert counts[1] == counts[4] == 0
     assert torch.allclose(counts / 20000, probs, atol=0.015)
 

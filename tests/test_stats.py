@@ -20,6 +20,7 @@ from babygpt.stats import (
     training_memory,
 )
 from babygpt.trainer import TrainConfig, make_optimizer
+
 from conftest import variant_config
 
 # A 1-layer gpt small enough to count on paper: V = 5, T = 3, C = 4, 2 heads, biases, tied head.
@@ -148,13 +149,12 @@ def test_tiny_gpt_flops_counted_on_paper():
     assert measured["training"] == 3 * 424 + 3.5 * 48
 
 
-def test_flops_counted_through_onednn_linear(monkeypatch):
-    from babygpt.models import linear
+def test_flops_counted_through_the_opt_in_onednn_linear():
+    from babygpt.kernels import ONEDNN_AVAILABLE, use_onednn_linear
 
-    if not linear.USE_ONEDNN:
-        pytest.skip("oneDNN's linear is used on x86 CPUs only")
-    monkeypatch.setattr(linear, "ONEDNN_MIN_WEIGHTS", 0)  # every layer of the no-grad forward takes it
-    measured = measured_flops_per_token(build_model(tiny_gpt()))
+    if not ONEDNN_AVAILABLE:
+        pytest.skip("oneDNN's inner product is on x86 CPUs only")
+    measured = measured_flops_per_token(use_onednn_linear(build_model(tiny_gpt())))  # every no-grad product takes it
     assert (measured["matmul"], measured["attention"], measured["forward"]) == (424, 48, 472)
 
 
@@ -241,7 +241,8 @@ def test_kv_cache_bytes_is_what_the_sampler_allocates(name):
     allocated = 0 if cache is None else sum(t.numel() * t.element_size() for t in (cache.keys, cache.values))
     assert kv_cache_bytes(config, batch_size=3) == allocated
     if name.startswith("llama"):
-        assert allocated < kv_cache_bytes(make_config("gpt", **{k: getattr(config, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}), 3)
+        sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        assert allocated < kv_cache_bytes(make_config("gpt", **{k: getattr(config, k) for k in sizes}), 3)
 
 
 # --- memory -------------------------------------------------------------------------------------

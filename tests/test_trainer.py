@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from babygpt import checkpoint
+from babygpt.attention import attention_weights
 from babygpt.runs import new_run, resume_run
 from babygpt.trainer import TrainConfig, learning_rate, make_optimizer
 
 TINY_MODEL = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "dropout": 0.1}
-TINY_TRAIN = {"batch_size": 4, "max_iters": 24, "eval_interval": 8, "eval_iters": 2, "sample_tokens": 16, "warmup_iters": 4}
+TINY_TRAIN = {"batch_size": 4, "max_iters": 24, "eval_interval": 8, "eval_iters": 2, "sample_tokens": 16,
+              "warmup_iters": 4}
 TINY_TRAINING_WITH_SNAPSHOTS = {**TINY_TRAIN, "sample_tokens": 0, "attention_snapshots": True}
 
 
@@ -153,7 +155,8 @@ def test_torch_compile_trains(tmp_path):
     pytest.importorskip("torch._inductor")
     # Dropout 0: inductor draws dropout masks from its own RNG, so only then is the maths the same.
     model = {**TINY_MODEL, "dropout": 0.0}
-    compiled = losses(new_run("shakespeare", preset="gpt", model=model, train={**TINY_TRAIN, "max_iters": 3, "compile": True}))
+    compiled = losses(new_run("shakespeare", preset="gpt", model=model,
+                              train={**TINY_TRAIN, "max_iters": 3, "compile": True}))
     eager = losses(new_run("shakespeare", preset="gpt", model=model, train={**TINY_TRAIN, "max_iters": 3}))
     assert len(compiled) == 3
     for step in compiled:  # same maths, fused differently: equal up to float rounding
@@ -267,9 +270,7 @@ def test_attention_snapshots_at_every_evaluation_survive_a_resume(tmp_path):
     tokens, snapshots = checkpoint.load_attention_snapshots(tmp_path / "run")
     assert list(snapshots) == [8, 10, 16, 24]
     assert "".join(tokens) == resumed.tokenizer.decode(resumed.dataset.val[:16].tolist())
-    with torch.no_grad():
-        resumed.model.eval()
-        _, _, weights = resumed.model(torch.tensor([resumed.probe_ids()]), return_attention=True)
+    weights = attention_weights(resumed.model, torch.tensor([resumed.probe_ids()]))
     assert snapshots[24].shape == (2, 2, 16, 16) and snapshots[24].dtype == torch.float16
     assert torch.allclose(snapshots[24].float(), weights[0], atol=1e-3)  # the final model's own attention
     assert not torch.allclose(snapshots[8].float(), snapshots[24].float(), atol=1e-3)  # the heads changed

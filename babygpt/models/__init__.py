@@ -1,7 +1,8 @@
 """The registry: one line per model family, and the presets they bring.
 
 A new family is one file (a config dataclass, a ``LanguageModel`` subclass, ``PRESETS`` and a
-``FAMILY`` record) and one line in ``FAMILIES`` below.
+``FAMILY`` record) and one line in ``FAMILIES`` below; ``base.py`` lists what the model class
+answers for the rest of BabyGPT.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from . import bigram, gpt, llama, ngram
-from .base import BaseConfig, Family, LanguageModel, config_from_dict
+from .base import BaseConfig, Family, HookPoint, LanguageModel, config_from_dict, evaluating
 
 FAMILIES: dict[str, Family] = {
     family.name: family
@@ -46,6 +47,13 @@ def family_of(config: BaseConfig) -> str:
     raise ValueError(f"{type(config).__name__} is not the config of a registered family")
 
 
+def family_of_saved(model: dict) -> Family:
+    """The family of a saved model config (``config_to_dict``'s form), without building anything."""
+    if not isinstance(model, dict):
+        raise ValueError("a model config must be a JSON object with a 'family' key")
+    return get_family(model.get("family"))
+
+
 def make_config(family: str, **values) -> BaseConfig:
     """A validated config of ``family``; unknown fields and bad values raise ``ValueError``."""
     return config_from_dict(get_family(family).config_class, values)
@@ -72,11 +80,14 @@ __all__ = [
     "PRESETS",
     "BaseConfig",
     "Family",
+    "HookPoint",
     "LanguageModel",
     "build_model",
     "config_from_json",
     "config_to_dict",
+    "evaluating",
     "family_of",
+    "family_of_saved",
     "get_family",
     "get_preset",
     "make_config",

@@ -1,14 +1,29 @@
-"""What every model family shares: the config checks, the loss, and the family record.
+"""What every model family shares: the config checks, the loss, hook points and the family record.
 
-A family is one file holding a config dataclass, an ``nn.Module`` and a few presets; the
-registry in ``babygpt/models/__init__.py`` lists one ``Family`` per file.
+A family is one file in this folder (a config dataclass, a ``LanguageModel`` subclass, its presets
+and a ``FAMILY`` record) plus one line in ``FAMILIES`` (``__init__.py``). The rest of BabyGPT never
+asks which family it holds: it asks the model, and each family answers in its own file.
+
+- the computation: ``forward(idx, targets=None, cache=None)`` -> ``(logits, loss)``
+- what there is to look at: ``HookPoint``\\ s, read with ``run_with_cache(idx, names)``; families with
+  attention (``has_attention``) name each layer's pattern ``blocks.{i}.attn.pattern`` and its
+  residual stream ``blocks.{i}.resid_pre`` / ``resid_post``, read out by ``unembed``
+- the stats tab: ``parameter_groups()``, ``matmul_weights()``, ``attention_flops(context)``,
+  ``saved_activations(bytes_per_value)``
+- generation: ``new_cache(batch_size)`` (a KV cache, a recurrent state, or None) and
+  ``max_context`` (the longest input, or None when the state carries the whole history)
+- LoRA: ``lora_targets`` and ``lora_sites(targets)``
+- transformers: ``to_transformers()``, or a ``ValueError`` that says why there is no counterpart
+- the Train tab: the config's ``form_fields`` and ``from_form``
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +37,9 @@ class BaseConfig:
     vocab_size: int = field(default=65, metadata={"help": "tokens in the vocabulary (set from the tokenizer)"})
     block_size: int = field(default=64, metadata={"help": "context length in tokens"})
 
+    # The size fields of the app's Train tab that this family has (the tab shows every one of them).
+    form_fields: ClassVar[tuple[str, ...]] = ("block_size",)
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -29,6 +47,11 @@ class BaseConfig:
         """Raise ``ValueError`` naming the bad field; subclasses extend this."""
         check_int(self, "vocab_size", minimum=1)
         check_int(self, "block_size", minimum=1)
+
+    @classmethod
+    def from_form(cls, preset: dict, form: dict) -> dict:
+        """A preset's model settings with the Train tab's values of this family's ``form_fields``."""
+        return {**preset, **{name: value for name, value in form.items() if name in cls.form_fields}}
 
 
 def check_int(config: Any, name: str, minimum: int | None = None) -> None:
@@ -72,16 +95,76 @@ def config_from_dict(config_class: type, values: dict) -> Any:
     return config_class(**values)
 
 
+class HookPoint:
+    """A named place in the forward pass whose tensor ``run_with_cache`` can keep (the idea of
+    TransformerLens' ``HookPoint``). It hands its input back unchanged and keeps a detached copy
+    only while it is asked for, so a forward that asks for nothing pays one attribute check per
+    point. It is a plain object, not a module: a module's call machinery would cost more than it.
+    """
+
+    __slots__ = ("name", "kept")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.kept: dict[str, torch.Tensor] | None = None  # set by run_with_cache while asked for
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kept is not None:
+            self.kept[self.name] = x.detach()
+        return x
+
+    @property
+    def asked(self) -> bool:
+        """Whether a caller wants this tensor: a family takes its spelled-out path for it."""
+        return self.kept is not None
+
+    def __repr__(self) -> str:
+        return f"HookPoint({self.name!r})"
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (no dropout) inside the block, the model's own mode again after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@dataclass
+class SavedActivations:
+    """Bytes autograd keeps per token for the backward pass: ``per_layer`` rows, each kept by every
+    one of ``layers`` layers, and ``outside`` for the rest (embeddings, final norm, head, loss)."""
+
+    per_layer: dict[str, float]
+    layers: int
+    outside: float
+
+
+def head_and_loss_bytes(width: int, vocab_size: int, bytes_per_value: int) -> int:
+    """What the output head and the loss keep per token: the head's input, the log-probabilities
+    (fp32 even under autocast) and the int64 target."""
+    return width * bytes_per_value + vocab_size * 4 + 8
+
+
 class LanguageModel(nn.Module):
     """A next-token predictor: ids ``(B, T)`` -> logits ``(B, T, V)`` and, given targets, the loss.
 
-    ``forward(idx, targets=None, return_attention=False)`` returns ``(logits, loss)``, or
-    ``(logits, loss, attention)`` with ``attention`` shaped ``(B, n_layer, n_head, T, T)`` when
-    asked for. Families without attention raise ``ValueError`` when asked. Attention families also
-    take ``cache=`` (a ``KVCache`` from ``new_cache()``): ``idx`` then continues the cached positions.
+    ``forward(idx, targets=None, cache=None)`` returns ``(logits, loss)``; with a ``cache`` from
+    ``new_cache()``, ``idx`` continues the positions the cache holds. The class attributes and the
+    methods below are each family's answers to what the rest of BabyGPT needs to know (see the
+    module docstring); the defaults fit a family without attention and without a cache.
     """
 
     config: BaseConfig
+    has_attention: ClassVar[bool] = False  # attention patterns to draw, heads to score
+    lora_targets: ClassVar[tuple[str, ...]] = ()  # where babygpt.lora's adapters can sit
+    # transformers keeps this family's projection weights as in x out (GPT-2's Conv1D): PEFT's fan_in_fan_out
+    transformers_weights_transposed: ClassVar[bool] = False
+
+    # --- the computation ----------------------------------------------------------------------------
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         # A tied head shares its tensor with the embedding; parameters() already counts it once.
@@ -94,23 +177,125 @@ class LanguageModel(nn.Module):
         # float() so a bf16 autocast forward still averages the loss in fp32.
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
-    def new_cache(self, batch_size: int = 1):
-        """A ``KVCache`` for ``forward(..., cache=)``, or None for families with nothing to cache."""
-        return None
+    @property
+    def max_context(self) -> int | None:
+        """The most tokens one forward sees; None when a recurrent state carries any length."""
+        return self.config.block_size
 
     def check_input(self, idx: torch.Tensor, start: int = 0) -> None:
-        """``start``: positions already in a KV cache before ``idx``."""
+        """``start``: positions already in a cache before ``idx``."""
         if idx.dim() != 2:
             raise ValueError(f"expected token ids shaped (batch, time), got shape {tuple(idx.shape)}")
-        if start + idx.size(1) > self.config.block_size:
+        if self.max_context is not None and start + idx.size(1) > self.max_context:
             cached = f" after {start} cached positions" if start else ""
             raise ValueError(
                 f"sequence of {idx.size(1)} tokens{cached} is longer than block_size {self.config.block_size}"
             )
 
-    def no_attention(self, return_attention: bool) -> None:
-        if return_attention:
-            raise ValueError(f"{type(self).__name__} has no attention weights to return")
+    # --- generation state ---------------------------------------------------------------------------
+
+    def new_cache(self, batch_size: int = 1):
+        """What generation carries from one step to the next (``forward(..., cache=)``): the KV cache
+        of an attention family, the state of a recurrent one; None when nothing is worth keeping."""
+        return None
+
+    # --- looking inside -----------------------------------------------------------------------------
+
+    def hook_points(self) -> dict[str, HookPoint]:
+        """Every hook point of the model by name: a module's attributes, or the items of a list or
+        dict attribute (one hook point per layer and gate, say)."""
+        points = {}
+        for module in self.modules():
+            for value in vars(module).values():
+                if isinstance(value, dict):
+                    items = value.values()
+                else:
+                    items = value if isinstance(value, (list, tuple)) else [value]
+                points.update((point.name, point) for point in items if isinstance(point, HookPoint))
+        return points
+
+    def run_with_cache(
+        self, idx: torch.Tensor, names: Iterable[str] | Callable[[str], bool] | None = None, **forward_kwargs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(logits, {name: tensor})``: one forward pass that keeps the hook points asked for.
+
+        ``names``: a list of hook point names, a test on a name (``lambda n: n.endswith("pattern")``)
+        or None for every one. The tensors come back detached, in the order the pass made them."""
+        points = self.hook_points()
+        if names is None:
+            wanted = list(points)
+        elif callable(names):
+            wanted = [name for name in points if names(name)]
+        else:
+            wanted = list(names)
+            unknown = [name for name in wanted if name not in points]
+            if unknown:
+                raise ValueError(f"{type(self).__name__} has no hook point {', '.join(map(repr, unknown))}; "
+                                 f"it has: {', '.join(points)}")
+        kept: dict[str, torch.Tensor] = {}
+        for name in wanted:
+            points[name].kept = kept
+        try:
+            logits, _ = self(idx, **forward_kwargs)
+        finally:
+            for name in wanted:
+                points[name].kept = None
+        return logits, kept
+
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+        """Logits from a residual stream (the final norm and the head): the logit lens' readout."""
+        raise ValueError(f"a {type(self).__name__} model has no residual stream to read out")
+
+    # --- counting -----------------------------------------------------------------------------------
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by readable group, in reading order, for the stats breakdown. The default:
+        one group per top-level module."""
+        return {name: list(module.parameters()) for name, module in self.named_children()}
+
+    def matrices(self) -> list[nn.Parameter]:
+        """The weight matrices that multiply activations: what weight decay applies to (embedding
+        tables aside) and what ``matmul_weights`` counts. The default: every ``nn.Linear`` weight."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+
+    def matmul_weights(self) -> int:
+        """Weights multiplied once per token (2 FLOPs each): every matrix, a head tied to the
+        embedding included; embedding lookups are indexing, not arithmetic."""
+        return sum(p.numel() for p in self.matrices())
+
+    def flop_formulas(self) -> dict:
+        """FLOP formulas for ``torch.utils.flop_counter.FlopCounterMode`` of kernels it does not
+        know (``custom_mapping``: op packet -> formula on shapes) that this family's forward runs."""
+        return {}
+
+    def attention_flops(self, context: int) -> int:
+        """FLOPs per token of the attention scores and weighted sums at ``context`` tokens."""
+        return 0
+
+    def saved_activations(self, bytes_per_value: int) -> SavedActivations:
+        """What autograd keeps per token for the backward pass, tensor by tensor (``babygpt.stats``
+        explains the conventions); ``bytes_per_value`` is 2 under bf16 autocast, else 4."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its activations")
+
+    def autocast_weight_bytes(self) -> int:
+        """What bf16 autocast adds for a training step: its bf16 copy of every matrix it casts."""
+        return 2 * self.matmul_weights()
+
+    # --- adapters and other libraries ---------------------------------------------------------------
+
+    def lora_sites(self, targets: set[str]) -> Iterator[tuple[nn.Module, str, dict | None, bool]]:
+        """``(parent module, attribute, parts, tied)`` for each ``nn.Linear`` that LoRA's ``targets``
+        adapt: ``parts`` names blocks of a fused matrix's output rows (None: all of it), ``tied``
+        says the weight is also the token embedding."""
+        return iter(())
+
+    def to_transformers(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """``(config.json, state dict)`` of the same model in Hugging Face transformers."""
+        raise ValueError(f"transformers has no counterpart of the {type(self).__name__} model")
+
+    def transformers_module_name(self, name: str) -> str:
+        """A module's name in ``to_transformers``' model (for adapters exported to PEFT)."""
+        return name
 
 
 @dataclass(frozen=True)
@@ -124,3 +309,12 @@ class Family:
     config_class: type
     model_class: type
     presets: dict[str, dict[str, dict]] = field(default_factory=dict)
+    summary: str = ""  # one line for people: what the family is
+
+    @property
+    def has_attention(self) -> bool:
+        return self.model_class.has_attention
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return self.model_class.lora_targets

@@ -16,6 +16,14 @@ the seed projects:
   additive mask.
 - ``attn_rank`` (BabyGPT's low-rank attention): queries, keys and values are projected to ``r``
   dimensions per head instead of ``n_embd / n_head``, and the output projection maps back.
+
+Hook points (``run_with_cache``), shapes for batch B, T tokens, width C, nh heads of hs:
+``embed`` and ``pos_embed`` (B, T, C) and (T, C); per block i ``blocks.{i}.resid_pre``, ``norm1``,
+``attn.q`` / ``attn.k`` / ``attn.v`` (B, nh, T, hs), ``attn.scores`` (q·k/√hs, -inf above the
+diagonal), ``attn.weighted_scores`` (plus log w, time weighting only), ``attn.pattern`` (B, nh, T, T),
+``attn.z`` (the weighted sum of v, B, nh, T, hs), ``attn_out``, ``resid_mid``, then with the MLP
+``norm2``, ``mlp.pre`` (B, T, 4C), ``mlp.post`` (after GELU), ``mlp_out``, and ``resid_post``;
+finally ``final_norm`` and ``logits``.
 """
 
 from __future__ import annotations
@@ -24,12 +32,20 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseConfig, Family, LanguageModel, check_choice, check_fraction, check_int
-from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
-from .linear import Linear
+from .base import (
+    BaseConfig,
+    Family,
+    HookPoint,
+    LanguageModel,
+    SavedActivations,
+    check_choice,
+    check_fraction,
+    check_int,
+    head_and_loss_bytes,
+)
+from .causal_attention import KVCache, LayerCache, attend, attention_flops, causal_mask, saved_by_attention
 
 
 @dataclass
@@ -45,6 +61,8 @@ class GPTConfig(BaseConfig):
     tie_weights: bool = field(default=True, metadata={"help": "share the token embedding with the output head"})
     time_weighting: bool = field(default=False, metadata={"help": "learned per-head weight for each distance (MyGPT)"})
     attn_rank: int = field(default=0, metadata={"help": "low-rank attention: q/k/v size per head (0 = n_embd/n_head)"})
+
+    form_fields = ("n_layer", "n_head", "n_embd", "block_size")
 
     def validate(self) -> None:
         super().validate()
@@ -67,12 +85,12 @@ class GPTConfig(BaseConfig):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, index: int):
         super().__init__()
         self.n_head, self.head_dim = config.n_head, config.head_dim
         inner = config.n_head * config.head_dim
-        self.c_attn = Linear(config.n_embd, 3 * inner, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = Linear(inner, config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, 3 * inner, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(inner, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.time_weighting:
@@ -80,6 +98,10 @@ class CausalSelfAttention(nn.Module):
             self.log_time_weight = nn.Parameter(torch.zeros(config.n_head, config.block_size))
         else:
             self.log_time_weight = None
+        hook = lambda name: HookPoint(f"blocks.{index}.attn.{name}")  # noqa: E731
+        self.hook_q, self.hook_k, self.hook_v = hook("q"), hook("k"), hook("v")
+        self.hook_scores, self.hook_pattern, self.hook_z = hook("scores"), hook("pattern"), hook("z")
+        self.hook_weighted_scores = hook("weighted_scores") if config.time_weighting else None
 
     def score_bias(self, start: int, T: int, S: int, device: torch.device) -> torch.Tensor:
         """Additive (n_head, T, S) mask: -inf on future keys, the log time weight of the distance elsewhere."""
@@ -88,46 +110,33 @@ class CausalSelfAttention(nn.Module):
         bias = self.log_time_weight[:, distance.clamp(min=0)]
         return bias.masked_fill(~allowed, float("-inf"))
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False, cache: LayerCache | None = None):
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, 3 * n_head * head_dim) -> q, k, v, each (B, n_head, T, head_dim)
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         start = 0
         if cache is not None:  # the new positions follow the cached ones; attend over all of them
             start = cache.start
             k, v = cache.store(k, v)
-        S = k.size(2)
-        bias = self.score_bias(start, T, S, x.device) if self.log_time_weight is not None else None
-        dropout = self.dropout if self.training else 0.0
-        attention = None
-        if return_attention:
-            # The slow path spells out what the fused kernel computes, and keeps the weights.
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            if bias is None:
-                scores = scores.masked_fill(~causal_mask(start, T, S, x.device), float("-inf"))
-            else:
-                scores = scores + bias
-            attention = F.softmax(scores, dim=-1)
-            y = F.dropout(attention, dropout, self.training) @ v
-        elif bias is None:
-            mask, is_causal = sdpa_causality(start, T, S, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
-        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
-        return self.resid_dropout(self.c_proj(y)), attention
+        bias = self.score_bias(start, T, k.size(2), x.device) if self.log_time_weight is not None else None
+        y = attend(q, k, v, start, self.hook_scores, self.hook_pattern, bias, self.hook_weighted_scores,
+                   dropout=self.dropout if self.training else 0.0)
+        y = self.hook_z(y).transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)  # heads side by side
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, index: int):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.hook_pre, self.hook_post = HookPoint(f"blocks.{index}.mlp.pre"), HookPoint(f"blocks.{index}.mlp.post")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.hook_post(self.gelu(self.hook_pre(self.c_fc(x))))))
 
 
 def layer_norm(config: GPTConfig) -> nn.Module:
@@ -135,25 +144,34 @@ def layer_norm(config: GPTConfig) -> nn.Module:
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, index: int):
         super().__init__()
         self.ln_1 = layer_norm(config)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, index)
+        hook = lambda name: HookPoint(f"blocks.{index}.{name}")  # noqa: E731
+        self.hook_resid_pre, self.hook_norm1, self.hook_attn_out = hook("resid_pre"), hook("norm1"), hook("attn_out")
+        self.hook_resid_mid, self.hook_resid_post = hook("resid_mid"), hook("resid_post")
         if config.feed_forward:
             self.ln_2 = layer_norm(config)
-            self.mlp = MLP(config)
+            self.mlp = MLP(config, index)
+            self.hook_norm2, self.hook_mlp_out = hook("norm2"), hook("mlp_out")
         else:
             self.mlp = None
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False, cache: LayerCache | None = None):
-        attended, attention = self.attn(self.ln_1(x), return_attention, cache)
-        x = x + attended
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        attended = self.attn(self.hook_norm1(self.ln_1(x)), cache)
+        x = self.hook_resid_mid(x + self.hook_attn_out(attended))
         if self.mlp is not None:
-            x = x + self.mlp(self.ln_2(x))
-        return x, attention
+            x = x + self.hook_mlp_out(self.mlp(self.hook_norm2(self.ln_2(x))))
+        return self.hook_resid_post(x)
 
 
 class GPT(LanguageModel):
+    has_attention = True
+    lora_targets = ("q", "k", "v", "o", "mlp", "head")
+    transformers_weights_transposed = True  # GPT-2's Conv1D
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -162,13 +180,15 @@ class GPT(LanguageModel):
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
                 ln_f=layer_norm(config),
             )
         )
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.transformer.wte.weight = self.lm_head.weight
+        self.hook_embed, self.hook_pos_embed = HookPoint("embed"), HookPoint("pos_embed")
+        self.hook_final_norm, self.hook_logits = HookPoint("final_norm"), HookPoint("logits")
         self.apply(self._init_weights)
         # GPT-2: scale the projections into the residual stream by 1/sqrt(2 * n_layer) so its
         # variance does not grow with depth.
@@ -183,29 +203,123 @@ class GPT(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        start = cache.length if cache is not None else 0
+        self.check_input(idx, start)
+        pos = torch.arange(start, start + idx.size(1), device=idx.device)
+        x = self.hook_embed(self.transformer.wte(idx)) + self.hook_pos_embed(self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache.layer(i) if cache is not None else None)
+        if cache is not None:
+            cache.advance(idx.size(1))
+        logits = self.unembed(x)
+        return logits, self.loss(logits, targets)
+
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.hook_logits(self.lm_head(self.hook_final_norm(self.transformer.ln_f(residual))))
+
+    # --- generation -----------------------------------------------------------------------------
+
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.lm_head.weight
         return KVCache(self.config.n_layer, self.config.n_head, self.config.head_dim, self.config.block_size,
                        batch_size, weight.device, weight.dtype)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
-                cache: KVCache | None = None):
-        start = cache.length if cache is not None else 0
-        self.check_input(idx, start)
-        pos = torch.arange(start, start + idx.size(1), device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        attentions = []
-        for i, block in enumerate(self.transformer.h):
-            x, attention = block(x, return_attention, cache.layer(i) if cache is not None else None)
-            attentions.append(attention)
-        if cache is not None:
-            cache.advance(idx.size(1))
-        logits = self.lm_head(self.transformer.ln_f(x))
-        loss = self.loss(logits, targets)
-        if return_attention:
-            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, start + T)
-        return logits, loss
+    # --- counting -------------------------------------------------------------------------------
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"token embedding": [self.transformer.wte.weight], "position embedding": [self.transformer.wpe.weight]}
+        for i, block in enumerate(self.transformer.h):
+            weights = block.attn.log_time_weight
+            groups[f"block {i} attention"] = [p for p in block.attn.parameters() if p is not weights]
+            if weights is not None:
+                groups[f"block {i} time weights"] = [weights]
+            if block.mlp is not None:
+                groups[f"block {i} MLP"] = list(block.mlp.parameters())
+            groups[f"block {i} norms"] = [*block.ln_1.parameters(), *(block.ln_2.parameters() if block.mlp else ())]
+        groups["final norm"] = list(self.transformer.ln_f.parameters())
+        groups["output head"] = list(self.lm_head.parameters())
+        return groups
+
+    def attention_flops(self, context: int) -> int:
+        return attention_flops(self.config.n_layer, context, self.config.n_head * self.config.head_dim)
+
+    def saved_activations(self, bytes_per_value: int) -> SavedActivations:
+        config, c, f = self.config, bytes_per_value, 4
+        C, width, drop = config.n_embd, config.n_head * config.head_dim, config.dropout > 0
+        sublayers = 2 if config.feed_forward else 1  # attention, and the MLP when there is one
+        rows: dict[str, float] = {}
+        if config.layer_norm:  # LayerNorm keeps its input, its mean and 1/std
+            rows["norm inputs (residual stream, fp32)"] = sublayers * C * f
+            rows["norm statistics"] = sublayers * 2 * f
+        rows["matmul inputs (norm outputs, or x without norms)"] = sublayers * C * c  # c_attn, c_fc
+        # an additive mask (time weighting) or attention dropout takes the explicit path
+        rows.update(saved_by_attention(config.n_head, width, 2 * width, config.block_size, c,
+                                       fused=not config.time_weighting and not drop, dropout=drop))
+        if config.feed_forward:
+            rows["MLP hidden (before and after GELU)"] = 2 * 4 * C * c
+        if drop:
+            rows["dropout masks"] = sublayers * C * c
+        outside = 8 + (C * c if drop else 0)  # token ids; the embedding dropout's mask
+        if config.layer_norm:
+            outside += C * f + 2 * f  # final norm input and statistics
+        return SavedActivations(rows, config.n_layer, outside + head_and_loss_bytes(C, config.vocab_size, c))
+
+    # --- LoRA and transformers ------------------------------------------------------------------
+
+    def lora_sites(self, targets):
+        inner = self.config.n_head * self.config.head_dim
+        for block in self.transformer.h:
+            # q, k and v are row blocks of the one fused matrix: each targeted block gets its own adapter
+            rows = {name: (i * inner, (i + 1) * inner) for i, name in enumerate("qkv") if name in targets}
+            if rows:
+                yield block.attn, "c_attn", rows, False
+            if "o" in targets:
+                yield block.attn, "c_proj", None, False
+            if "mlp" in targets and block.mlp is not None:
+                yield block.mlp, "c_fc", None, False
+                yield block.mlp, "c_proj", None, False
+        if "head" in targets:
+            yield self, "lm_head", None, self.config.tie_weights
+
+    def to_transformers(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """GPT-2 (``GPT2LMHeadModel``): the same modules under the same names, nanoGPT having borrowed
+        them, except that GPT-2 stores its four projection matrices transposed (its ``Conv1D`` keeps
+        weights as in x out). GPT-2 always has biases: a model without them gets zeros."""
+        c = self.config
+        unsupported = [name for name, bad in (("feed_forward=False", not c.feed_forward),
+                                              ("layer_norm=False", not c.layer_norm),
+                                              ("time_weighting", c.time_weighting),
+                                              (f"attn_rank={c.attn_rank}", c.attn_rank))
+                       if bad]
+        if unsupported:
+            raise ValueError(f"GPT-2 has no equivalent of {', '.join(unsupported)}: only the full gpt block exports")
+        config = {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
+            "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
+            "n_inner": 4 * c.n_embd, "activation_function": GPT2_ACTIVATIONS[c.activation], "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0, "attn_pdrop": 0.0, "layer_norm_epsilon": 1e-5, "tie_word_embeddings": c.tie_weights,
+            "bos_token_id": None, "eos_token_id": None, "torch_dtype": "float32",
+            # GPT-2's 50256 is not in our vocabulary
+        }
+        state = {}
+        for name, value in self.state_dict().items():
+            if c.tie_weights and name == "lm_head.weight":
+                continue  # transformers ties it back to transformer.wte.weight
+            state[name] = value.t() if name.endswith(GPT2_TRANSPOSED) else value
+            if not c.bias and name.endswith(GPT2_TRANSPOSED):
+                state[name[: -len("weight")] + "bias"] = torch.zeros(value.shape[0])
+        if not c.bias:
+            for i in range(c.n_layer):  # GPT-2's LayerNorms always have a bias too
+                for norm in ("ln_1", "ln_2"):
+                    state.setdefault(f"transformer.h.{i}.{norm}.bias", torch.zeros(c.n_embd))
+            state.setdefault("transformer.ln_f.bias", torch.zeros(c.n_embd))
+        return config, state
+
+
+GPT2_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # The ladder of "Let's build GPT": each rung adds one thing at the same width and context, so
 # their losses compare. The last rung is nanoGPT's CPU recipe for Shakespeare (val 1.88 there).
@@ -233,4 +347,5 @@ PRESETS = {
     },
 }
 
-FAMILY = Family("gpt", GPTConfig, GPT, PRESETS)
+FAMILY = Family("gpt", GPTConfig, GPT, PRESETS,
+                "nanoGPT: learned positions, pre-LayerNorm, GELU MLP, tied embeddings")

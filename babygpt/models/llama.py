@@ -11,6 +11,13 @@ What differs from GPT:
   which shrinks the KV cache by ``n_head / n_kv_head``.
 
 Module names follow ``transformers`` (``self_attn.q_proj``, ``mlp.gate_proj``, ``input_layernorm``…).
+
+Hook points (``run_with_cache``), as gpt's but for positions and the MLP: ``embed``; per block i
+``blocks.{i}.resid_pre``, ``norm1``, ``attn.q`` (B, n_head, T, hs) and ``attn.k`` / ``attn.v``
+(B, n_kv_head, T, hs) before RoPE, ``attn.q_rot`` / ``attn.k_rot`` after it, ``attn.scores``,
+``attn.pattern`` (B, n_head, T, T), ``attn.z``, ``attn_out``, ``resid_mid``, ``norm2``, ``mlp.pre``
+(the gate before SiLU), ``mlp.up``, ``mlp.post`` (silu(gate) * up), ``mlp_out``, ``resid_post``;
+then ``final_norm`` and ``logits``.
 """
 
 from __future__ import annotations
@@ -22,9 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
-from .kv_cache import KVCache, LayerCache, causal_mask, sdpa_causality
-from .linear import Linear
+from .base import (
+    BaseConfig,
+    Family,
+    HookPoint,
+    LanguageModel,
+    SavedActivations,
+    check_fraction,
+    check_int,
+    head_and_loss_bytes,
+)
+from .causal_attention import KVCache, LayerCache, attend, attention_flops, saved_by_attention
 
 
 @dataclass
@@ -38,6 +53,15 @@ class LlamaConfig(BaseConfig):
     norm_eps: float = field(default=1e-5, metadata={"help": "epsilon of RMSNorm"})
     dropout: float = field(default=0.0, metadata={"help": "dropout probability"})
     tie_weights: bool = field(default=False, metadata={"help": "share the token embedding with the output head"})
+
+    form_fields = ("n_layer", "n_head", "n_embd", "block_size")
+
+    @classmethod
+    def from_form(cls, preset: dict, form: dict) -> dict:
+        settings = super().from_form(preset, form)
+        if settings.get("n_head", 4) % settings.get("n_kv_head", cls.n_kv_head):
+            settings["n_kv_head"] = settings["n_head"]  # the form has no n_kv_head: one per head then
+        return settings
 
     def validate(self) -> None:
         super().validate()
@@ -99,93 +123,110 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, index: int):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
-        self.q_proj = Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
-        self.k_proj = Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
-        self.v_proj = Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
-        self.o_proj = Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+        self.q_proj = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
         self.dropout = config.dropout
+        hook = lambda name: HookPoint(f"blocks.{index}.attn.{name}")  # noqa: E731
+        self.hook_q, self.hook_k, self.hook_v = hook("q"), hook("k"), hook("v")
+        self.hook_q_rot, self.hook_k_rot = hook("q_rot"), hook("k_rot")
+        self.hook_scores, self.hook_pattern, self.hook_z = hook("scores"), hook("pattern"), hook("z")
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, return_attention: bool = False,
-                cache: LayerCache | None = None):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = self.hook_q(self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2))  # (B, nh, T, hs)
+        k = self.hook_k(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2))  # (B, n_kv, T, hs)
+        v = self.hook_v(self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2))
+        q, k = self.hook_q_rot(apply_rope(q, cos, sin)), self.hook_k_rot(apply_rope(k, cos, sin))
         start = 0
         if cache is not None:  # keys are cached already rotated to their positions
             start = cache.start
             k, v = cache.store(k, v)
-        S = k.size(2)
-        dropout = self.dropout if self.training else 0.0
-        attention = None
-        if return_attention:
-            # Each group of n_head / n_kv_head query heads reads the same key/value head.
-            group = self.n_head // self.n_kv_head
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            causal = causal_mask(start, T, S, x.device)
-            attention = F.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
-            y = F.dropout(attention, dropout, self.training) @ v
-        else:
-            mask, is_causal = sdpa_causality(start, T, S, x.device)
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal,
-                enable_gqa=self.n_kv_head != self.n_head,
-            )
-        y = y.transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
-        return self.o_proj(y), attention
+        y = attend(q, k, v, start, self.hook_scores, self.hook_pattern, dropout=self.dropout if self.training else 0.0)
+        y = self.hook_z(y).transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
+        return self.o_proj(y)
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, index: int):
         super().__init__()
-        self.gate_proj = Linear(config.n_embd, config.hidden_size, bias=False)
-        self.up_proj = Linear(config.n_embd, config.hidden_size, bias=False)
-        self.down_proj = Linear(config.hidden_size, config.n_embd, bias=False)
+        self.gate_proj = nn.Linear(config.n_embd, config.hidden_size, bias=False)
+        self.up_proj = nn.Linear(config.n_embd, config.hidden_size, bias=False)
+        self.down_proj = nn.Linear(config.hidden_size, config.n_embd, bias=False)
         self.dropout = nn.Dropout(config.dropout)
+        hook = lambda name: HookPoint(f"blocks.{index}.mlp.{name}")  # noqa: E731
+        self.hook_pre, self.hook_up, self.hook_post = hook("pre"), hook("up"), hook("post")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
+        gated = F.silu(self.hook_pre(self.gate_proj(x))) * self.hook_up(self.up_proj(x))  # (B, T, hidden)
+        return self.dropout(self.down_proj(self.hook_post(gated)))
 
 
 class Block(nn.Module):
-    def __init__(self, config: LlamaConfig):
+    def __init__(self, config: LlamaConfig, index: int):
         super().__init__()
         self.input_layernorm = RMSNorm(config.n_embd, config.norm_eps)
-        self.self_attn = Attention(config)
+        self.self_attn = Attention(config, index)
         self.post_attention_layernorm = RMSNorm(config.n_embd, config.norm_eps)
-        self.mlp = SwiGLU(config)
+        self.mlp = SwiGLU(config, index)
+        hook = lambda name: HookPoint(f"blocks.{index}.{name}")  # noqa: E731
+        self.hook_resid_pre, self.hook_norm1, self.hook_attn_out = hook("resid_pre"), hook("norm1"), hook("attn_out")
+        self.hook_resid_mid, self.hook_norm2, self.hook_mlp_out = hook("resid_mid"), hook("norm2"), hook("mlp_out")
+        self.hook_resid_post = hook("resid_post")
 
-    def forward(self, x, cos, sin, return_attention: bool = False, cache: LayerCache | None = None):
-        attended, attention = self.self_attn(self.input_layernorm(x), cos, sin, return_attention, cache)
-        x = x + attended
-        x = x + self.mlp(self.post_attention_layernorm(x))
-        return x, attention
+    def forward(self, x, cos, sin, cache: LayerCache | None = None):
+        x = self.hook_resid_pre(x)
+        attended = self.self_attn(self.hook_norm1(self.input_layernorm(x)), cos, sin, cache)
+        x = self.hook_resid_mid(x + self.hook_attn_out(attended))
+        x = x + self.hook_mlp_out(self.mlp(self.hook_norm2(self.post_attention_layernorm(x))))
+        return self.hook_resid_post(x)
 
 
 class Llama(LanguageModel):
+    has_attention = True
+    lora_targets = ("q", "k", "v", "o", "mlp", "head")
+
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
-        self.layers = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
         self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.embed_tokens.weight = self.lm_head.weight
+        self.hook_embed, self.hook_final_norm = HookPoint("embed"), HookPoint("final_norm")
+        self.hook_logits = HookPoint("logits")
         cos, sin = rope_cos_sin(config)
         # Not persistent: derived from the config, so never stored in a checkpoint.
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         for name, p in self.named_parameters():
             if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                into_residual = name.endswith(("o_proj.weight", "down_proj.weight"))
+                std = 0.02 / math.sqrt(2 * config.n_layer) if into_residual else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        start = cache.length if cache is not None else 0
+        self.check_input(idx, start)
+        end = start + idx.size(1)
+        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
+        x = self.drop(self.hook_embed(self.embed_tokens(idx)))  # (B, T, C): positions enter in attention
+        for i, block in enumerate(self.layers):
+            x = block(x, cos, sin, cache.layer(i) if cache is not None else None)
+        if cache is not None:
+            cache.advance(idx.size(1))
+        logits = self.unembed(x)
+        return logits, self.loss(logits, targets)
+
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+        return self.hook_logits(self.lm_head(self.hook_final_norm(self.norm(residual))))
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.lm_head.weight
@@ -193,24 +234,74 @@ class Llama(LanguageModel):
         return KVCache(self.config.n_layer, self.config.n_kv_head, self.config.head_dim, self.config.block_size,
                        batch_size, weight.device, weight.dtype)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False,
-                cache: KVCache | None = None):
-        start = cache.length if cache is not None else 0
-        self.check_input(idx, start)
-        end = start + idx.size(1)
-        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
-        x = self.drop(self.embed_tokens(idx))
-        attentions = []
+    # --- counting -------------------------------------------------------------------------------
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"token embedding": [self.embed_tokens.weight]}
         for i, block in enumerate(self.layers):
-            x, attention = block(x, cos, sin, return_attention, cache.layer(i) if cache is not None else None)
-            attentions.append(attention)
-        if cache is not None:
-            cache.advance(idx.size(1))
-        logits = self.lm_head(self.norm(x))
-        loss = self.loss(logits, targets)
-        if return_attention:
-            return logits, loss, torch.stack(attentions, dim=1)  # (B, n_layer, n_head, T, start + T)
-        return logits, loss
+            groups[f"block {i} attention"] = list(block.self_attn.parameters())
+            groups[f"block {i} MLP"] = list(block.mlp.parameters())
+            groups[f"block {i} norms"] = [block.input_layernorm.weight, block.post_attention_layernorm.weight]
+        groups["final norm"] = [self.norm.weight]
+        groups["output head"] = list(self.lm_head.parameters())
+        return groups
+
+    def attention_flops(self, context: int) -> int:
+        return attention_flops(self.config.n_layer, context, self.config.n_head * self.config.head_dim)
+
+    def saved_activations(self, bytes_per_value: int) -> SavedActivations:
+        config, c, f = self.config, bytes_per_value, 4
+        C, width, drop = config.n_embd, config.n_head * config.head_dim, config.dropout > 0
+        rows: dict[str, float] = {
+            # RMSNorm keeps its input, 1/rms and the normalised x (all fp32)
+            "norm inputs (residual stream, fp32)": 2 * C * f,
+            "norm statistics and normalised x": 2 * (f + C * f),
+            # q, k, v read the first norm's output; gate and up the second's (own bf16 copies under autocast)
+            "matmul inputs (norm outputs)": (3 + 2 if c < 4 else 2) * C * c,
+        }
+        rows.update(saved_by_attention(config.n_head, width, 2 * config.n_kv_head * config.head_dim,
+                                       config.block_size, c, fused=not drop, dropout=drop))
+        rows["MLP hidden (gate, SiLU, up, product)"] = 4 * config.hidden_size * c
+        if drop:
+            rows["dropout masks"] = C * c
+        outside = 8 + (C * c if drop else 0) + C * f + f + C * f  # ids, embedding dropout, final norm
+        return SavedActivations(rows, config.n_layer, outside + head_and_loss_bytes(C, config.vocab_size, c))
+
+    # --- LoRA and transformers ------------------------------------------------------------------
+
+    def lora_sites(self, targets):
+        for block in self.layers:
+            for name in "qkvo":
+                if name in targets:
+                    yield block.self_attn, f"{name}_proj", None, False
+            if "mlp" in targets:
+                for name in ("gate_proj", "up_proj", "down_proj"):
+                    yield block.mlp, name, None, False
+        if "head" in targets:
+            yield self, "lm_head", None, self.config.tie_weights
+
+    def to_transformers(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Llama (``LlamaForCausalLM``): the names are transformers' already, under ``model.``; the
+        RoPE convention (rotate-half) is the same."""
+        c = self.config
+        config = {
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
+            "hidden_size": c.n_embd, "intermediate_size": c.hidden_size, "num_hidden_layers": c.n_layer,
+            "num_attention_heads": c.n_head, "num_key_value_heads": c.n_kv_head, "head_dim": c.head_dim,
+            "max_position_embeddings": c.block_size, "rms_norm_eps": c.norm_eps, "hidden_act": "silu",
+            "rope_parameters": {"rope_type": "default", "rope_theta": float(c.rope_theta)},
+            "tie_word_embeddings": c.tie_weights, "attention_bias": False, "mlp_bias": False, "bos_token_id": None,
+            "eos_token_id": None, "torch_dtype": "float32",
+        }
+        state = {}
+        for name, value in self.state_dict().items():
+            if c.tie_weights and name == "lm_head.weight":
+                continue
+            state[self.transformers_module_name(name)] = value
+        return config, state
+
+    def transformers_module_name(self, name: str) -> str:
+        return name if name.startswith("lm_head") else f"model.{name}"
 
 
 PRESETS = {
@@ -228,4 +319,5 @@ PRESETS = {
     },
 }
 
-FAMILY = Family("llama", LlamaConfig, Llama, PRESETS)
+FAMILY = Family("llama", LlamaConfig, Llama, PRESETS,
+                "RMSNorm, rotary positions, SwiGLU, no biases, grouped-query attention")

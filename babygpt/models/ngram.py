@@ -3,6 +3,9 @@
 The previous ``n - 1`` tokens are embedded, concatenated and passed through one tanh hidden
 layer to predict the next token. Positions earlier than ``n - 1`` see a padding token, so the
 model returns a prediction at every position like the other families do.
+
+Hook points: ``embed`` (B, T, (n-1) * n_embd: the context's embeddings side by side),
+``hidden.pre`` and ``hidden.post`` (B, T, n_hidden: before and after tanh) and ``logits``.
 """
 
 from __future__ import annotations
@@ -13,8 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseConfig, Family, LanguageModel, check_fraction, check_int
-from .linear import Linear
+from .base import (
+    BaseConfig,
+    Family,
+    HookPoint,
+    LanguageModel,
+    SavedActivations,
+    check_fraction,
+    check_int,
+    head_and_loss_bytes,
+)
 
 
 @dataclass
@@ -39,25 +50,43 @@ class NGram(LanguageModel):
         context = config.n - 1
         # One extra embedding row is the padding token for positions before the text starts.
         self.embedding = nn.Embedding(config.vocab_size + 1, config.n_embd)
-        self.hidden = Linear(context * config.n_embd, config.n_hidden)
+        self.hidden = nn.Linear(context * config.n_embd, config.n_hidden)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = Linear(config.n_hidden, config.vocab_size)
+        self.head = nn.Linear(config.n_hidden, config.vocab_size)
+        self.hook_embed, self.hook_logits = HookPoint("embed"), HookPoint("logits")
+        self.hook_pre, self.hook_post = HookPoint("hidden.pre"), HookPoint("hidden.post")
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, return_attention: bool = False):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
         self.check_input(idx)
-        self.no_attention(return_attention)
         context = self.config.n - 1
         padded = F.pad(idx, (context, 0), value=self.config.vocab_size)
         # windows[b, t] holds the n-1 tokens before position t+1, i.e. up to and including t.
         windows = padded.unfold(dimension=1, size=context, step=1)[:, 1:]  # (B, T, n-1)
-        x = self.embedding(windows).flatten(start_dim=2)  # (B, T, (n-1) * n_embd)
-        x = self.dropout(torch.tanh(self.hidden(x)))
-        logits = self.head(x)
+        x = self.hook_embed(self.embedding(windows).flatten(start_dim=2))  # (B, T, (n-1) * n_embd)
+        x = self.dropout(self.hook_post(torch.tanh(self.hook_pre(self.hidden(x)))))
+        logits = self.hook_logits(self.head(x))
         return logits, self.loss(logits, targets)
+
+    def parameter_groups(self):
+        return {"token embedding": [self.embedding.weight], "hidden layer": list(self.hidden.parameters()),
+                "output head": list(self.head.parameters())}
+
+    def saved_activations(self, bytes_per_value: int) -> SavedActivations:
+        config, c = self.config, bytes_per_value
+        context, hidden = config.n - 1, config.n_hidden
+        # window ids, the hidden layer's input, and with dropout its mask and output (the tanh
+        # output is the head's input, counted with the head)
+        outside = context * 8 + context * config.n_embd * c + (2 * hidden * c if config.dropout > 0 else 0)
+        return SavedActivations({}, 0, outside + head_and_loss_bytes(hidden, config.vocab_size, c))
+
+    def to_transformers(self):
+        raise ValueError("transformers has no ngram model: an MLP over a fixed window of embeddings is no "
+                         "transformers architecture (gpt and llama export)")
 
 
 PRESETS = {
-    "ngram": {"model": {"n": 4, "block_size": 32}, "train": {"learning_rate": 3e-3, "max_iters": 2000, "batch_size": 32}},
+    "ngram": {"model": {"n": 4, "block_size": 32}, "train": {"learning_rate": 3e-3, "max_iters": 2000,
+                                                             "batch_size": 32}},
 }
 
-FAMILY = Family("ngram", NGramConfig, NGram, PRESETS)
+FAMILY = Family("ngram", NGramConfig, NGram, PRESETS, "MLP over the previous n−1 token embeddings (Bengio et al. 2003)")

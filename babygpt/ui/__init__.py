@@ -7,6 +7,7 @@ import sys
 
 import gradio as gr
 
+from ..machine import describe
 from . import attention_lines, attention_tab, compare_tab, hub_tab, stats_tab, train_tab
 from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
@@ -35,7 +36,7 @@ def build_app() -> gr.Blocks:
     # gradio deletes them once this old, checking as often, so a visitor's corpus is not kept.
     cache_seconds = int(os.environ.get("BABYGPT_CACHE_SECONDS", 3600))
     with gr.Blocks(title=TITLE, delete_cache=(cache_seconds, cache_seconds)) as app:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(f"# {TITLE}\n{INTRO}\n\n{machine_line()}")
         model_names = gr.JSON(visible=False)
         with gr.Tab("Train"):
             base_selector = train_tab.build(model_names, bases)
@@ -59,6 +60,15 @@ def build_app() -> gr.Blocks:
         app.load(refresh, None, selectors, api_name="models")
         app.unload(forget_session)
     return app
+
+
+def machine_line() -> str:
+    """Where this app runs, from the description every benchmark report starts with: the speeds on
+    its pages (tokens/s, MFU) are this machine's."""
+    facts = describe()
+    gpu = f", GPU {facts['GPU']}" if facts["GPU"] != "none" else ""
+    return (f"<small>Running on {facts['cpu']} ({facts['logical cpus']} logical CPUs, {facts['torch threads']} "
+            f"torch threads{gpu}, torch {facts['torch']}): every speed shown is this machine's.</small>")
 
 
 def forget_session(request: gr.Request) -> None:

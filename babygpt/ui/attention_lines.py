@@ -40,9 +40,10 @@ def lines_svg(weights: torch.Tensor, tokens: list[str], colours: list[str], row:
             parts.append(f"<text x='{right + 4:.0f}' y='{(t + 1) * row:.1f}'>{token_label(token)}</text>")
     for q in range(T):
         y = q * row + row * 0.7
-        group = [f"<g class='bv-q'>"]
+        group = ["<g class='bv-q'>"]
         if labels:
-            group.append(f"<text x='{left - 4:.0f}' y='{(q + 1) * row:.1f}' text-anchor='end'>{token_label(tokens[q])}</text>")
+            group.append(f"<text x='{left - 4:.0f}' y='{(q + 1) * row:.1f}' "
+                         f"text-anchor='end'>{token_label(tokens[q])}</text>")
         for h in range(heads):
             for k in range(T):
                 w = float(weights[h, q, k])

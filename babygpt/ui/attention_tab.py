@@ -4,6 +4,9 @@ after every layer."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import gradio as gr
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -11,8 +14,14 @@ from plotly.subplots import make_subplots
 from ..attention import attention_maps
 from ..checkpoint import has_attention_snapshots, load_attention_snapshots
 from ..interpret import ROLES, head_roles, logit_lens
+from ..models import FAMILIES, family_of_saved
 from .attention_lines import head_view, model_view
-from .common import friendly, session_of, whole_number
+from .common import first_of, friendly, session_of, whole_number
+
+
+def markdown_html(text: str) -> str:
+    """A note for an HTML panel: the note's **bold** as <b>, everything else escaped."""
+    return "<p>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text)) + "</p>"
 
 
 def heatmap(weights, tokens: list[str], title: str) -> go.Figure:
@@ -33,7 +42,8 @@ def grid(weights, tokens: list[str]) -> go.Figure:
         for h in range(n_head):
             figure.add_trace(go.Heatmap(z=weights[l, h].tolist(), x=labels, y=labels, colorscale="Blues", zmin=0,
                                         zmax=1, showscale=False,
-                                        hovertemplate=f"L{l} H{h}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.3f}}<extra></extra>"),
+                                        hovertemplate=(f"L{l} H{h}<br>query %{{y}}<br>key %{{x}}<br>weight "
+                                                       f"%{{z:.3f}}<extra></extra>")),
                              row=l + 1, col=h + 1)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")
@@ -42,18 +52,24 @@ def grid(weights, tokens: list[str]) -> go.Figure:
 
 
 def attention_model(name, request):
+    """(the loaded model, or None and why this tab has nothing to show for it)."""
     if not name:
         raise ValueError("pick a model")
     checkpoint = session_of(request).load(name)
-    if checkpoint.config["model"]["family"] not in ("gpt", "llama"):
-        raise ValueError(f"{name} is a {checkpoint.config['model']['family']} model: it has no attention")
-    return checkpoint
+    family = family_of_saved(checkpoint.config["model"])
+    if family.has_attention:
+        return checkpoint, None
+    others = " or ".join(f.name for f in FAMILIES.values() if f.has_attention)
+    return None, (f"**{name}** is a {family.name} model ({family.summary}): it has no attention, so there is nothing "
+                  f"here to draw. Pick a {others} model.")
 
 
 @friendly
 def show(name, prompt, layer, head, request: gr.Request):
     """(one head, all layers × heads, head average of the layer, note)."""
-    checkpoint = attention_model(name, request)
+    checkpoint, why_not = attention_model(name, request)
+    if why_not:
+        return None, None, None, why_not
     maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
     n_layer, n_head = maps.weights.shape[:2]
     # A slider set for a bigger model: the last layer or head there is.
@@ -70,7 +86,9 @@ def show(name, prompt, layer, head, request: gr.Request):
 @friendly
 def lines(name, prompt, layer, request: gr.Request):
     """BertViz-style (head view of one layer, model view of every head) as HTML."""
-    checkpoint = attention_model(name, request)
+    checkpoint, why_not = attention_model(name, request)
+    if why_not:
+        return markdown_html(why_not), ""
     maps = attention_maps(checkpoint.model, checkpoint.tokenizer, prompt)
     layer = min(whole_number(layer, "layer", 0, 10**6), maps.weights.shape[0] - 1)
     return head_view(maps.weights, maps.tokens, layer), model_view(maps.weights, maps.tokens)
@@ -79,7 +97,9 @@ def lines(name, prompt, layer, request: gr.Request):
 @friendly
 def lens(name, prompt, request: gr.Request):
     """(heatmap of the top next-token guess after every layer, note)."""
-    checkpoint = attention_model(name, request)
+    checkpoint, why_not = attention_model(name, request)
+    if why_not:
+        return None, why_not
     result = logit_lens(checkpoint.model, checkpoint.tokenizer, prompt)
     labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(result.tokens)]
     guesses = [[repr(t)[1:-1] for t in row] for row in result.top_tokens]
@@ -97,7 +117,9 @@ def lens(name, prompt, request: gr.Request):
 @friendly
 def roles(name, request: gr.Request):
     """(layers × heads heatmap per role, note)."""
-    checkpoint = attention_model(name, request)
+    checkpoint, why_not = attention_model(name, request)
+    if why_not:
+        return None, why_not
     result = head_roles(checkpoint.model)
     scores = result["scores"]
     n_layer, n_head = scores[ROLES[0]].shape
@@ -127,6 +149,9 @@ def training_snapshots(name, request):
 @friendly
 def over_training(name, request: gr.Request):
     """(slider over the snapshots, all heads at the last one, note)."""
+    _, why_not = attention_model(name, request)
+    if why_not:
+        return gr.update(visible=False), None, why_not
     tokens, snapshots = training_snapshots(name, request)
     steps = list(snapshots)
     note = (f"{len(steps)} snapshots, steps {steps[0]} to {steps[-1]}, of every head on the same probe text (the start "
@@ -162,7 +187,7 @@ def generated_text(name, request: gr.Request):
 
 def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
-        model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
+        model = gr.Dropdown(choices, value=first_of(choices), label="model", scale=2,
                             allow_custom_value=True)
         layer = gr.Number(0, step=1, label="layer", minimum=0)
         head = gr.Number(0, step=1, label="head", minimum=0)

@@ -13,6 +13,9 @@ import gradio as gr
 
 from .models import Session, can_be_a_base, has_attention, session_for
 
+# The shipped model every tab shows first (a checkpoint's name, also the default preset's).
+FIRST_MODEL = "gpt"
+
 # Anything a user can cause raises ValueError in the library; show it, never a stack trace.
 USER_ERRORS = (ValueError, FloatingPointError)
 
@@ -84,6 +87,11 @@ def whole_number(value, name: str, low: int, high: int) -> int:
 def session_of(request: gr.Request | None) -> Session:
     # gradio_client and the browser both get a session hash; a direct call in a test may not.
     return session_for(getattr(request, "session_hash", None) or "local")
+
+
+def first_of(choices: list[str]) -> str | None:
+    """The model a tab opens on: the shipped ``FIRST_MODEL`` where it is there."""
+    return FIRST_MODEL if FIRST_MODEL in choices else None
 
 
 def model_choices(session: Session, attention_only: bool = False) -> list[str]:

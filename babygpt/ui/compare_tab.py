@@ -198,7 +198,8 @@ def build(choices: list[str]) -> gr.Dropdown:
         top_k = gr.Slider(0, 100, 0, step=1, label="top-k (0 = off)")
         top_p = gr.Slider(0.05, 1.0, 1.0, step=0.05, label="top-p")
     merge_adapters = gr.Checkbox(False, label="merge LoRA adapters into their base weights",
-                                 info="same text, the base's speed; compare an adapter with its base, e.g. gpt-kjv-lora and gpt")
+                                 info=("same text, the base's speed; compare an adapter with its base, e.g. "
+                                       "gpt-kjv-lora and gpt"))
     run = gr.Button("Generate", variant="primary")
     note = gr.Markdown()
     colour_by = gr.Radio(list(COLOUR_BY), value="probability", label="colour tokens by")

@@ -17,8 +17,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import (Checkpoint, base_among, is_adapter, load_adapter, load_checkpoint, read_adapter_config,
-                          read_config, shipped_checkpoints, weights_path)
+from ..checkpoint import (
+    Checkpoint,
+    base_among,
+    is_adapter,
+    load_adapter,
+    load_checkpoint,
+    read_adapter_config,
+    read_config,
+    shipped_checkpoints,
+    weights_path,
+)
+from ..models import Family, family_of_saved
 
 
 class LoadedModels:
@@ -71,15 +81,19 @@ def load(path: Path, merged: bool = False, bases: dict[str, Path] | None = None)
     return loaded_models.get(Path(path), base, merged and base is not None)
 
 
-def has_attention(path: Path) -> bool:
+def family_at(path: Path) -> Family:
     """From the config alone: listing a model must not depend on its weights loading."""
     config = read_adapter_config(path) if is_adapter(path) else read_config(path)
-    return config["model"]["family"] in ("gpt", "llama")
+    return family_of_saved(config["model"])
+
+
+def has_attention(path: Path) -> bool:
+    return family_at(path).has_attention
 
 
 def can_be_a_base(path: Path) -> bool:
-    """A model LoRA can adapt: an attention family, and not itself an adapter."""
-    return has_attention(path) and not is_adapter(path)
+    """A model LoRA can adapt: its family has places for adapters, and it is not itself an adapter."""
+    return not is_adapter(path) and bool(family_at(path).lora_targets)
 
 
 @dataclass

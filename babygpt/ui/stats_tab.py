@@ -5,15 +5,21 @@ from __future__ import annotations
 import gradio as gr
 import plotly.graph_objects as go
 
-from ..models import PRESETS, build_model, make_config
-from ..runs import resolve_settings
 from ..data import Dataset, load_text
-from ..models import config_from_json
+from ..models import PRESETS, build_model, config_from_json, make_config
 from ..quantize import quantization_report
-from ..runs import fit_to_vocabulary
-from ..stats import (chinchilla, flops_per_token, kv_cache_bytes, loss_vs_compute_point, measured_flops_per_token,
-                     parameter_breakdown, pareto_frontier, training_memory)
-from .common import friendly, session_of, whole_number
+from ..runs import fit_to_vocabulary, resolve_settings
+from ..stats import (
+    chinchilla,
+    flops_per_token,
+    generation_state,
+    loss_vs_compute_point,
+    measured_flops_per_token,
+    parameter_breakdown,
+    pareto_frontier,
+    training_memory,
+)
+from .common import first_of, friendly, session_of, whole_number
 
 CHARACTER_VOCABULARY = 65
 
@@ -24,7 +30,8 @@ def model_for(name: str | None, preset: str | None, request):
         return session_of(request).load(name).model, f"model **{name}**"
     if preset:
         family, model, _ = resolve_settings(preset=preset)
-        return build_model(make_config(family, **model, vocab_size=CHARACTER_VOCABULARY)), f"preset **{preset}** (untrained)"
+        model = build_model(make_config(family, **model, vocab_size=CHARACTER_VOCABULARY))
+        return model, f"preset **{preset}** (untrained)"
     raise ValueError("pick a model or a preset")
 
 
@@ -40,6 +47,13 @@ def flops_difference(analytic: dict, measured: dict) -> str:
         return "Here the two counts agree."
     return (f"The measured training count is {100 * gap:+.1f} % off the analytic one: PyTorch's fused attention "
             "backward recomputes QKᵀ, which the 3× rule does not count.")
+
+
+def generation_note(config) -> str:
+    state = generation_state(config)
+    if state["kind"] is None:
+        return "Sampling keeps nothing between steps: each token is predicted from a fixed window afresh."
+    return f"Sampling one sequence keeps a {state['kind']} of {mib(state['bytes'])} at full context."
 
 
 @friendly
@@ -60,6 +74,7 @@ def stats(name, preset, batch_size, budget_tokens, request: gr.Request):
     budget = 6 * parameters * budget_tokens  # the paper's own C = 6 N D, for every family
     optimal = chinchilla(parameters, budget_flops=budget)
     memory = training_memory(config, int(batch_size))
+    share_of_optimal = int(budget_tokens) / optimal["optimal_tokens"]
     summary = f"""{what}: **{parameters:,} parameters**, context {config.block_size} tokens
 
 | FLOPs per token (at full context) | analytic | measured (`torch.utils.flop_counter`) |
@@ -73,8 +88,8 @@ softmax, norms and activations are not counted by either column. {flops_differen
 
 **Chinchilla** (Hoffmann et al. 2022, ~20 tokens per parameter): compute-optimal training for this size is
 {optimal['optimal_tokens']:,.0f} tokens ≈ {optimal['optimal_flops']:.2e} FLOPs. Your budget of
-{int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs (6·N·D) ({int(budget_tokens) / optimal['optimal_tokens']:.2f}× the
-optimal token count); the compute-optimal model for that much compute has
+{int(budget_tokens):,} tokens costs ≈ {budget:.2e} FLOPs (6·N·D) ({share_of_optimal:.2f}× the optimal token
+count); the compute-optimal model for that much compute has
 {optimal['compute_optimal_parameters']:,.0f} parameters trained on {optimal['compute_optimal_tokens']:,.0f} tokens.
 The paper's fitted law (L = 1.69 + 406.4/N^0.34 + 410.7/D^0.28, its Approach 3) splits the same compute into
 {optimal['fitted_parameters']:,.0f} parameters and {optimal['fitted_tokens']:,.0f} tokens
@@ -83,8 +98,7 @@ paper's smallest models.
 
 **Training memory** at batch {int(batch_size)} (fp32 weights, AdamW): parameters {mib(memory['parameters'])},
 gradients {mib(memory['gradients'])}, optimizer {mib(memory['optimizer'])}, activations
-{mib(memory['activations'])} — total ≈ **{mib(memory['total'])}**. Sampling one sequence keeps a KV cache of
-{mib(kv_cache_bytes(config))} at full context.
+{mib(memory['activations'])} — total ≈ **{mib(memory['total'])}**. {generation_note(config)}
 """
     return table, chart, summary
 
@@ -97,7 +111,8 @@ def loss_vs_compute(request: gr.Request):
     for name in session.models():
         checkpoint = session.load(name)
         point = None
-        if checkpoint.config.get("kind") != "lora":  # an adapter's loss is on another corpus, its compute partly its base's
+        # an adapter's loss is on another corpus, its compute partly its base's
+        if checkpoint.config.get("kind") != "lora":
             point = loss_vs_compute_point(config_from_json(checkpoint.config["model"]), checkpoint.metrics)
         if point is None:
             skipped.append(name)
@@ -146,9 +161,11 @@ def quantize(name, request: gr.Request):
     table = [[r["model"], mib(r["weight_bytes"]), f"{r['tokens_per_sec']:,.0f}", f"{r['val_loss']:.4f}"] for r in rows]
     fp32, int8 = rows
     note = (f"**{name}**: int8 weights take {fp32['weight_bytes'] / int8['weight_bytes']:.1f}× less memory and change "
-            f"the val loss by {int8['val_loss'] - fp32['val_loss']:+.4f} (first 256 windows of the {corpus} val split). "
-            f"Sampling runs at {int8['tokens_per_sec'] / fp32['tokens_per_sec']:.2f}× the fp32 speed (greedy, KV cache, "
-            "200 tokens, best of 3): on a CPU each product dequantizes its weights, so a model this small gains memory, "
+            f"the val loss by {int8['val_loss'] - fp32['val_loss']:+.4f} "
+            f"(first 256 windows of the {corpus} val split). "
+            f"Sampling runs at {int8['tokens_per_sec'] / fp32['tokens_per_sec']:.2f}× the fp32 speed "
+            "(greedy, KV cache, 200 tokens, best of 3): on a CPU each product dequantizes its weights, so a model this "
+            "small gains memory, "
             "not speed. Embedding tables stay fp32.")
     return table, note
 
@@ -159,7 +176,7 @@ def clear_if_chosen(chosen):
 
 def build(choices: list[str]) -> gr.Dropdown:
     with gr.Row():
-        model = gr.Dropdown(choices, value="gpt" if "gpt" in choices else None, label="model", scale=2,
+        model = gr.Dropdown(choices, value=first_of(choices), label="model", scale=2,
                             allow_custom_value=True)
         preset = gr.Dropdown(list(PRESETS), value=None, label="…or an untrained preset", scale=2)
         batch_size = gr.Number(12, step=1, label="batch size", minimum=1)

@@ -16,10 +16,10 @@ import plotly.graph_objects as go
 
 from ..data import BUILTIN
 from ..lora import TARGETS, LoRAConfig, adapter_parameters
-from ..models import PRESETS, config_from_json, make_config
-from ..runs import FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
+from ..models import PRESETS, config_from_json, get_family, get_preset, make_config
+from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
-from .common import friendly, model_choices, session_of, whole_number
+from .common import first_of, friendly, model_choices, session_of, whole_number
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD = "upload a .txt file"
@@ -28,6 +28,7 @@ MODES = ("from scratch", "LoRA fine-tune")
 LORA_LIMITS = {"r": 64}
 # Sizes a free 2-vCPU Space can train in minutes; larger settings are refused with a message.
 LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000}
+SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size")  # the form's size fields; each family says which it has
 PLOT_EVERY_SECONDS = 0.5
 
 
@@ -41,12 +42,10 @@ def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, 
     """The form's values as (family, model settings, TrainConfig), checked like the CLI checks them."""
     check_limits(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size,
                  max_iters=max_iters)
-    family = PRESETS[preset][0] if preset in PRESETS else None
-    model = {"block_size": int(block_size)}
-    if family in ("gpt", "llama"):  # the bigram and n-gram models have no layers or heads to size
-        model.update(n_layer=int(n_layer), n_head=int(n_head), n_embd=int(n_embd))
-        if family == "llama" and int(n_head) % PRESETS[preset][1]["model"].get("n_kv_head", 1):
-            model["n_kv_head"] = int(n_head)  # the form has no n_kv_head: fall back to one per head
+    family, preset_settings = get_preset(preset)
+    form = {"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd), "block_size": int(block_size)}
+    # only the fields this family has; a family may adjust others to fit them (llama's n_kv_head)
+    model = get_family(family).config_class.from_form(preset_settings.get("model", {}), form)
     train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
              "max_seconds": float(max_seconds or 0), "attention_snapshots": True}  # for the Attention tab's replay
     return resolve_settings(preset=preset, model=model, train=train)
@@ -202,7 +201,9 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
     finally:
         session.trainer = None
     archive = shutil.make_archive(str(session.folder / name), "zip", out_dir)
-    speed = f" Last step: {last_step.tokens_per_sec:,.0f} tokens/s, MFU {100 * last_step.mfu:.1f} %." if last_step else ""
+    speed = ""
+    if last_step:
+        speed = f" Last step: {last_step.tokens_per_sec:,.0f} tokens/s, MFU {100 * last_step.mfu:.1f} %."
     done = (f"**{name}** is ready ({event.reason}): " + result_line(trainer) + speed
             + " It is now in every tab's model list.")
     yield (loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step), done, sample,
@@ -239,12 +240,19 @@ def stop(request: gr.Request) -> str:
 
 
 def preset_values(preset: str):
-    """Fill the form with a preset's settings."""
+    """Fill the form with a preset's settings (a field the family lacks keeps a placeholder)."""
     family, model, train = resolve_settings(preset=preset)
     config = make_config(family, **model)
-    get = lambda name, default: getattr(config, name, default)  # noqa: E731 - bigram/ngram lack some fields
-    return (get("n_layer", 1), get("n_head", 1), get("n_embd", 32), config.block_size, train.batch_size,
-            train.max_iters, train.learning_rate)
+    sizes = [getattr(config, name, placeholder) for name, placeholder in zip(SIZE_FIELDS, (1, 1, 32, 64))]
+    return (*sizes, train.batch_size, train.max_iters, train.learning_rate)
+
+
+def form_fields(preset: str):
+    """Grey out the size fields the preset's family does not have, and say so in their info."""
+    family = get_family(get_preset(preset)[0])
+    has = family.config_class.form_fields
+    return tuple(gr.update(interactive=name in has, info=None if name in has else f"a {family.name} model has none")
+                 for name in SIZE_FIELDS)
 
 
 def switch_mode(mode: str, preset: str):
@@ -270,15 +278,15 @@ def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size,
 def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     """The tab's components and events; a finished run writes the session's models to ``model_names``.
     Returns the base-model selector, for the app to refresh with the session's models."""
-    defaults = preset_values("gpt")
+    defaults = preset_values(DEFAULT_PRESET)
     mode = gr.Radio(list(MODES), value=MODES[0], label="mode",
                     info="LoRA fine-tune trains small adapters on a frozen model you already have")
     with gr.Row():
-        preset = gr.Dropdown(list(PRESETS), value="gpt", label="preset", scale=2)
+        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", scale=2)
         corpus = gr.Dropdown([*BUILTIN, UPLOAD], value="shakespeare", label="corpus", scale=2)
         upload = gr.File(label="your corpus (UTF-8 .txt, up to 5 MB)", file_types=[".txt"], type="filepath", scale=3)
     with gr.Row(visible=False) as lora_row:
-        base = gr.Dropdown(base_choices, value="gpt" if "gpt" in base_choices else None, allow_custom_value=True,
+        base = gr.Dropdown(base_choices, value=first_of(base_choices), allow_custom_value=True,
                            label="base model (kept frozen)", scale=2)
         lora_r = gr.Number(8, step=1, label="rank r", minimum=1, maximum=LORA_LIMITS["r"])
         lora_alpha = gr.Number(16, label="alpha (scale = alpha / r)", minimum=0)
@@ -310,7 +318,8 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     lora_form = [base, lora_r, lora_alpha, lora_targets]
     gr.on([c.change for c in [mode, *form, corpus, *lora_form]], describe_mode, [mode, *form, corpus, *lora_form],
           summary, api_name="describe", show_progress="hidden")
-    preset.change(preset_values, preset, form[1:8], api_name="preset_values")
+    preset.change(preset_values, preset, form[1:8], api_name="preset_values").then(
+        form_fields, preset, form[1:5], api_name="form_fields", show_progress="hidden")
     mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
                                               learning_rate, corpus], api_name="switch_mode")
     outputs = [plot, status, sample, model_names, download]
