@@ -64,6 +64,7 @@ CORPUS = "shakespeare"
 MODELS = [
     "bigram",
     "ngram",
+    "lstm",
     "gpt-single-head",
     "gpt-multi-head",
     "gpt-block",

@@ -36,6 +36,7 @@ TRANSFORMER = {**SMALL, "n_layer": 2, "n_head": 4, "n_embd": 32}
 VARIANTS = {
     "bigram": ("bigram", SMALL),
     "ngram": ("ngram", {**SMALL, "n": 3, "n_embd": 8, "n_hidden": 32}),
+    "lstm": ("lstm", {**SMALL, "n_layer": 2, "n_embd": 16, "n_hidden": 24}),
     "gpt": ("gpt", TRANSFORMER),
     "gpt-single-head": ("gpt", {**TRANSFORMER, "n_layer": 1, "n_head": 1, "feed_forward": False, "layer_norm": False}),
     "gpt-multi-head": ("gpt", {**TRANSFORMER, "n_layer": 1, "feed_forward": False, "layer_norm": False}),

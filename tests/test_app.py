@@ -221,10 +221,10 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     assert list(c.predict("bigram", api_name="/preset_values"))[3:] == [8, 32, 1000, 0.1]
     compare, attention, stats, hub, bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
-    shipped = {"bigram", "ngram", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
+    shipped = {"bigram", "ngram", "lstm", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
                "gpt-low-rank", "llama", "gpt-kjv-lora"}
     assert names(compare) == names(stats) == names(hub) == shipped
-    assert names(attention) == shipped - {"bigram", "ngram"}, "only models with attention"
+    assert names(attention) == shipped - {"bigram", "ngram", "lstm"}, "only models with attention"
     assert names(bases) == names(attention) - {"gpt-kjv-lora"}, "any model LoRA can adapt, not an adapter"
 
 

@@ -128,7 +128,7 @@ def test_the_model_card_is_generated_and_a_users_edits_are_kept(hub):
     assert not again.card_written and hub.repos["alice/carded"]["files"]["README.md"].decode() == edited
 
 
-@pytest.mark.parametrize("name", ["bigram", "ngram", "gpt", "llama", "gpt-kjv-lora"])
+@pytest.mark.parametrize("name", ["bigram", "ngram", "lstm", "gpt", "llama", "gpt-kjv-lora"])
 def test_save_push_and_from_pretrained_for_every_family_and_an_adapter(hub, tmp_path, name):
     from babygpt.hub import from_pretrained, push_to_hub, save_pretrained
 

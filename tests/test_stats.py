@@ -293,6 +293,9 @@ MEMORY_VARIANTS = {
     "llama mqa dropout": ("llama", {"n_kv_head": 1, "dropout": 0.2}),
     "ngram": ("ngram", {}),
     "bigram": ("bigram", {}),
+    # page-aligned sizes: oneDNN rounds each of its workspace arrays up to whole 4 KiB pages
+    "lstm": ("lstm", {"n_layer": 2, "n_embd": 64, "n_hidden": 128}),
+    "lstm dropout": ("lstm", {"n_layer": 2, "n_embd": 64, "n_hidden": 128, "dropout": 0.2}),
 }
 
 

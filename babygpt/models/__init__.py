@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import bigram, gpt, llama, ngram
+from . import bigram, gpt, llama, lstm, ngram
 from .base import BaseConfig, Family, HookPoint, LanguageModel, config_from_dict, evaluating
 
 FAMILIES: dict[str, Family] = {
@@ -17,6 +17,7 @@ FAMILIES: dict[str, Family] = {
     for family in (
         bigram.FAMILY,
         ngram.FAMILY,
+        lstm.FAMILY,
         gpt.FAMILY,
         llama.FAMILY,
     )
