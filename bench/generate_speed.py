@@ -10,6 +10,10 @@ Tokens per second of sampling ``new`` tokens after a one-token prompt (batch 1, 
 - ``babygpt-cached-fastest``: the same after ``babygpt.kernels.fastest_linear`` (opt-in) timed
   torch's and oneDNN's one-row product on each of the model's matrices here and kept the faster:
   what that choice is worth on this machine (its choices are printed);
+- ``babygpt-before``: the model files as they were before hook points and plain ``nn.Linear``
+  (``bench.reference_models``, from git; its ``Linear`` took oneDNN by itself for weights of 512 KB
+  and more), the same weights, today's sampler: what the redesign changed (left out where git
+  history is missing);
 - ``babygpt-uncached``: the same sampler with ``use_cache=False``: every token re-runs the model on
   the whole context, as nanoGPT's ``generate`` does;
 - ``hf-generate``: ``transformers.GPT2LMHeadModel.generate(use_cache=True, do_sample=True, top_k=0)``
@@ -61,6 +65,7 @@ from babygpt.kernels import fastest_linear
 from babygpt.machine import chosen_shapes, cpu_flags, describe, load_average, log
 from babygpt.models import build_model, make_config
 from babygpt.sampling import generate, stream
+from bench.reference_models import models_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +90,9 @@ SHAPES = {
 }
 # (implementation, precision). bf16 means the weights themselves are bf16 (``model.to(torch.bfloat16)``):
 # at batch 1 a step streams every weight from memory once, so half the bytes is what speeds it up.
-SETTINGS = (("babygpt-cached", "fp32"), ("babygpt-cached-fastest", "fp32"), ("babygpt-uncached", "fp32"),
+BEFORE = models_at()
+SETTINGS = (("babygpt-cached", "fp32"), ("babygpt-cached-fastest", "fp32"),
+            *((("babygpt-before", "fp32"),) if BEFORE is not None else ()), ("babygpt-uncached", "fp32"),
             ("hf-generate", "fp32"), *((("babygpt-cached", "bf16"), ("hf-generate", "bf16")) if NATIVE_BF16 else ()))
 
 
@@ -98,17 +105,40 @@ def hf_model(shape: Shape):
     return GPT2LMHeadModel(config).eval()
 
 
+class Before(torch.nn.Module):
+    """The older model code under today's sampler, which asks for ``max_context`` and passes the
+    cache by keyword (the older forward also took ``return_attention``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.config = model, model.config
+
+    @property
+    def max_context(self) -> int:
+        return self.config.block_size
+
+    def new_cache(self, batch_size: int = 1):
+        return self.model.new_cache(batch_size)
+
+    def forward(self, idx, targets=None, cache=None):
+        return self.model(idx, targets, cache=cache)
+
+
 class Setting:
     def __init__(self, impl: str, precision: str, shape: Shape):
         self.impl, self.precision, self.shape = impl, precision, shape
         self.label = f"{impl} {precision}"
         torch.manual_seed(1337)
+        sizes = dict(vocab_size=VOCAB, block_size=shape.block, n_layer=shape.n_layer, n_head=shape.n_head,
+                     n_embd=shape.n_embd)
         if impl == "hf-generate":
             self.model = hf_model(shape)
         else:
-            self.model = build_model(make_config("gpt", vocab_size=VOCAB, block_size=shape.block,
-                                                 n_layer=shape.n_layer, n_head=shape.n_head,
-                                                 n_embd=shape.n_embd)).eval()
+            self.model = build_model(make_config("gpt", **sizes)).eval()
+        if impl == "babygpt-before":  # the same weights in the older code
+            older = BEFORE.build_model(BEFORE.make_config("gpt", **sizes))
+            older.load_state_dict(self.model.state_dict())
+            self.model = Before(older).eval()
         if precision == "bf16":
             self.model.to(torch.bfloat16)
         self.kernels = fastest_linear(self.model) if impl == "babygpt-cached-fastest" else {}
