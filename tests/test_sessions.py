@@ -73,6 +73,35 @@ def test_sessions_unused_for_too_long_end_with_their_files_unless_training(monke
         end_session(key)
 
 
+def test_a_long_request_keeps_its_session_until_its_last_answer(monkeypatch):
+    """Idle time runs from a request's last answer, not from its start: a training or a Compare
+    longer than the idle limit must not lose the session the moment it ends (the load test found a
+    trainer whose model was gone when its training, longer than the limit, returned)."""
+    from babygpt.ui import compare_tab, models
+
+    monkeypatch.setattr(models, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(compare_tab, "REDRAW_SECONDS", 0.0)  # an answer after every token
+    visitor = session_for("long-request")
+
+    class Request:
+        session_hash = "long-request"
+
+    steps = compare_tab.compare.__wrapped__(["bigram"], "a", 30, 1.0, 0, 1.0, 0, request=Request())
+    next(steps)
+    started = time.monotonic()
+    for _ in steps:  # a Compare running past the idle limit, others visiting meanwhile
+        time.sleep(0.02)
+        session_for("someone-else-2")
+    assert time.monotonic() - started > 0.3, "the Compare ran past the idle limit"
+    time.sleep(0.1)
+    session_for("someone-else-2")
+    assert models._sessions.get("long-request") is visitor and visitor.folder.exists()
+    time.sleep(0.4)
+    session_for("someone-else-2")
+    assert "long-request" not in models._sessions, "once idle for the limit after its last answer, it ends"
+    end_session("someone-else-2")
+
+
 def test_a_sessions_loaded_models_leave_memory_with_it_and_the_cache_is_bounded(monkeypatch):
     """Loaded models are cached for speed; a crowd of visitors must not pile them up."""
     import shutil

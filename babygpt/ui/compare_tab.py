@@ -149,6 +149,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
                 "seed": whole_number(seed, "seed", -(2**63), 2**63 - 1), "stop_strings": parse_stop(stop)}
     results, last_drawn, columns = {}, 0.0, Columns(info, colour_by, prompt)
     for results in side_by_side(models, prompt, max_new_tokens, **settings):
+        session.touch()
         if time.monotonic() - last_drawn >= REDRAW_SECONDS:
             last_drawn = time.monotonic()
             yield columns.html(results), {n: r["text"] for n, r in results.items()}, " · ".join(notes), gr.skip()

@@ -108,6 +108,11 @@ class Session:
     last_compare: dict = field(default_factory=dict)  # the last Compare results, to recolour or inspect
     last_used: float = field(default_factory=time.monotonic)
 
+    def touch(self) -> None:
+        """The visitor is using the session now: a request that runs for long (a training, a long
+        Compare) keeps it from counting as idle, from its start until its last answer."""
+        self.last_used = time.monotonic()
+
     def models(self) -> dict[str, Path]:
         """Every model this session may use, by display name: shipped first, then its own."""
         return {**shipped_checkpoints(), **self.own}
@@ -154,7 +159,7 @@ def session_for(key: str) -> Session:
         if key not in _sessions:
             _sessions[key] = Session()
         session = _sessions[key]
-        session.last_used = now
+        session.touch()
     for old in ended:
         old.close()
     return session

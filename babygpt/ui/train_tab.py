@@ -183,6 +183,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
     no_change = gr.update()
     try:
         for event in trainer.run():
+            session.touch()
             if event.kind == "step":
                 last_step = event
                 steps.append((event.step, event.loss))
@@ -200,6 +201,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
             yield figure, status, sample, no_change, no_change
     finally:
         session.trainer = None
+        session.touch()  # its idle time starts now, not when the training began
     archive = shutil.make_archive(str(session.folder / name), "zip", out_dir)
     speed = ""
     if last_step:
