@@ -56,16 +56,16 @@ def test_train_sample_eval_resume(tmp_path):
     assert metrics["steps"] == 10
 
     first = babygpt("sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3").stdout
-    again = babygpt("sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3").stdout
+    again = cli_here("sample", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--seed", "3").stdout
     assert first == again and first.startswith("ROMEO:") and len(first) > 40
 
-    result = babygpt("eval", str(out))
+    result = cli_here("eval", str(out))
     assert "val loss" in result.stdout and "bits/char" in result.stdout
     loss = float(result.stdout.split("val loss ")[1].split()[0])
     bits = float(result.stdout.split("nats/token, ")[1].split()[0])
     assert bits == pytest.approx(loss / 0.6931471805599453, rel=1e-3), "char model: bits/char = loss / ln 2"
 
-    babygpt("train", "--out", str(out), "--resume", "--max-iters", "15")
+    assert cli_here("train", "--out", str(out), "--resume", "--max-iters", "15").returncode == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 15
 
 

@@ -29,54 +29,64 @@ def variants(path: str) -> list[str]:
     return [path, quote(path, safe=""), climb, quote(climb, safe=""), climb.replace("/", "%2F")]
 
 
-def test_file_routes_refuse_the_project_the_system_and_other_sessions(tmp_path):
-    with running_app(TMPDIR=str(tmp_path)) as url:
-        alice = Client(url, verbose=False, analytics_enabled=False)
-        *_, names, archive = alice.predict(*TINY_TRAINING.values(), api_name="/train")
-        assert zipfile.ZipFile(archive).namelist()  # what the app hands out is served
-        sessions = list(tmp_path.glob("babygpt-session-*"))
-        assert len(sessions) == 1
-        private = sorted(str(p) for p in sessions[0].rglob("*") if p.is_file())
-        assert any(p.endswith("model.safetensors") for p in private)
-        secrets = [f"{ROOT}/app.py", f"{ROOT}/README.md", f"{ROOT}/checkpoints/gpt/model.safetensors",
-                   f"{ROOT}/.git/config", "/etc/passwd", "/proc/self/environ", *private]
-        served = []
-        for secret in secrets:
-            for route in ROUTES:
-                for path in variants(secret):
-                    answer = httpx.get(url + route + path, timeout=10)
-                    if answer.status_code == 200:
-                        served.append(f"{route}{path}")
-        assert served == []
+@pytest.fixture(scope="module")
+def app_with_its_tmp(tmp_path_factory):
+    """One ``python app.py`` for the tests below that only need the app's own TMPDIR to look in:
+    (url, that folder). Each test looks at what appeared in it during the test."""
+    server_tmp = tmp_path_factory.mktemp("server")
+    with running_app(TMPDIR=str(server_tmp)) as url:
+        yield url, server_tmp
+
+
+def test_file_routes_refuse_the_project_the_system_and_other_sessions(app_with_its_tmp):
+    url, tmp_path = app_with_its_tmp
+    before = set(tmp_path.glob("babygpt-session-*"))
+    alice = Client(url, verbose=False, analytics_enabled=False)
+    *_, names, archive = alice.predict(*TINY_TRAINING.values(), api_name="/train")
+    assert zipfile.ZipFile(archive).namelist()  # what the app hands out is served
+    sessions = list(set(tmp_path.glob("babygpt-session-*")) - before)
+    assert len(sessions) == 1
+    private = sorted(str(p) for p in sessions[0].rglob("*") if p.is_file())
+    assert any(p.endswith("model.safetensors") for p in private)
+    secrets = [f"{ROOT}/app.py", f"{ROOT}/README.md", f"{ROOT}/checkpoints/gpt/model.safetensors",
+               f"{ROOT}/.git/config", "/etc/passwd", "/proc/self/environ", *private]
+    served = []
+    for secret in secrets:
+        for route in ROUTES:
+            for path in variants(secret):
+                answer = httpx.get(url + route + path, timeout=10)
+                if answer.status_code == 200:
+                    served.append(f"{route}{path}")
+    assert served == []
 
 
 HOSTILE_NAMES = ["../../../../etc/passwd", "/etc/passwd", f"{ROOT}/checkpoints/gpt", "gpt/../../../etc",
                  "..", "~", "gpt\x00", "ｇｐｔ", "gpt\u202e", "../" * 5 + "checkpoints/gpt"]
 
 
-def test_hostile_model_names_never_reach_the_file_system(tmp_path):
+def test_hostile_model_names_never_reach_the_file_system(app_with_its_tmp):
     """A model name is a key into the session's own list, never a path: every endpoint that takes
     one refuses these, and nothing appears outside the session's folder."""
+    url, tmp_path = app_with_its_tmp
     before = set(tmp_path.iterdir())
-    with running_app(TMPDIR=str(tmp_path)) as url:
-        c = Client(url, verbose=False, analytics_enabled=False)
-        calls = {
-            "/compare": lambda name: c.predict([name], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare"),
-            "/attention": lambda name: c.predict(name, "Hi", 0, 0, api_name="/attention"),
-            "/stats": lambda name: c.predict(name, None, 12, 1000, api_name="/stats"),
-            "/download": lambda name: c.predict(name, api_name="/download"),
-            "/push": lambda name: c.predict(name, "alice/x", True, api_name="/push"),
-            "/load": lambda name: c.predict(name, api_name="/load"),
-        }
-        answered = []
-        for endpoint, call in calls.items():
-            for name in HOSTILE_NAMES:
-                try:
-                    call(name)
-                    answered.append(f"{endpoint} {name!r}")
-                except Exception as error:
-                    assert "Traceback" not in str(error)
-        assert answered == []
+    c = Client(url, verbose=False, analytics_enabled=False)
+    calls = {
+        "/compare": lambda name: c.predict([name], "Hi", 5, 1.0, 0, 1.0, 0, api_name="/compare"),
+        "/attention": lambda name: c.predict(name, "Hi", 0, 0, api_name="/attention"),
+        "/stats": lambda name: c.predict(name, None, 12, 1000, api_name="/stats"),
+        "/download": lambda name: c.predict(name, api_name="/download"),
+        "/push": lambda name: c.predict(name, "alice/x", True, api_name="/push"),
+        "/load": lambda name: c.predict(name, api_name="/load"),
+    }
+    answered = []
+    for endpoint, call in calls.items():
+        for name in HOSTILE_NAMES:
+            try:
+                call(name)
+                answered.append(f"{endpoint} {name!r}")
+            except Exception as error:
+                assert "Traceback" not in str(error)
+    assert answered == []
     created = set(tmp_path.iterdir()) - before
     sessions = [p for p in created if p.name.startswith("babygpt-session-")]
     assert created - set(sessions) <= {tmp_path / "gradio"}, created  # gradio's own cache besides
@@ -84,22 +94,22 @@ def test_hostile_model_names_never_reach_the_file_system(tmp_path):
         assert not list(session.rglob("*")), "a refused request left files behind"
 
 
-def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(tmp_path):
+def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(app_with_its_tmp, tmp_path):
     """What crosses the wire is bytes: a visitor's symlink to a file becomes that file's text in
     the app's folders, and nothing under them links anywhere (the server's own files included)."""
-    server_tmp, visitor = tmp_path / "server", tmp_path / "visitor"
-    server_tmp.mkdir(), visitor.mkdir()
+    url, server_tmp = app_with_its_tmp
+    visitor = tmp_path / "visitor"
+    visitor.mkdir()
     target = visitor / "plays.txt"
     target.write_text("To be, or not to be, that is the question.\n" * 200)
     link = visitor / "link.txt"
     link.symlink_to(target)
-    with running_app(TMPDIR=str(server_tmp)) as url:
-        c = Client(url, verbose=False, analytics_enabled=False)
-        _, status, *_ = c.predict(*{**TINY_TRAINING, "corpus": "upload a .txt file",
-                                    "upload": handle_file(str(link))}.values(), api_name="/train")
-        assert "is ready" in status
-        links = [p for p in server_tmp.rglob("*") if p.is_symlink()]
-        uploads = [p for p in server_tmp.rglob("link.txt")]
+    c = Client(url, verbose=False, analytics_enabled=False)
+    _, status, *_ = c.predict(*{**TINY_TRAINING, "corpus": "upload a .txt file",
+                                "upload": handle_file(str(link))}.values(), api_name="/train")
+    assert "is ready" in status
+    links = [p for p in server_tmp.rglob("*") if p.is_symlink()]
+    uploads = [p for p in server_tmp.rglob("link.txt")]
     assert links == [] and uploads and all(p.read_text() == target.read_text() for p in uploads)
 
 

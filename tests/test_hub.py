@@ -196,7 +196,7 @@ def test_a_download_from_a_hub_that_stops_answering_is_a_clear_message(hub, tmp_
     """Downloads keep huggingface_hub's own limit per request (HF_HUB_DOWNLOAD_TIMEOUT, 10 s; read
     at import, so the download runs in a process started with 1 s) and its retries."""
     push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
-    hub.stall_next(3.0, count=1000)
+    hub.stall_next(1.5, count=1000)  # past the 1 s limit of each request
     script = ("import sys\nfrom babygpt.hub import download_checkpoint\ntry:\n"
               f"    download_checkpoint('alice/slow', {str(tmp_path / 'copy')!r}, token={TOKEN!r}, "
               f"endpoint={hub.url!r})\n"
