@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup, steps, repeats = PRESETS[preset]
         repeats = args.repeats or (1 if args.quick else repeats)
         if args.quick:
-            warmup, steps = min(warmup, 5), min(steps, 20)
+            warmup, steps = min(warmup, 2), min(steps, 8)
         speeds = {how: [] for how in LAUNCHES}
         for round_ in range(repeats):
             for how in (LAUNCHES if round_ % 2 == 0 else LAUNCHES[::-1]):

@@ -45,9 +45,19 @@ from bench.app_speed import GIB, memory_of, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TRAINING = dict(preset="gpt", n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=8, max_iters=300,
-                learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
-COMPARE = (["gpt", "llama"], "Hamlet:\n", 100, 1.0, 0, 1.0)
+COMPARE_MODELS, PROMPT = ["gpt", "llama"], "Hamlet:\n"
+
+
+def training_request(args) -> dict:
+    """The Train tab's inputs for one small queued training of ``args.train_steps`` steps."""
+    return dict(preset="gpt", n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=8,
+                max_iters=args.train_steps, learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None,
+                x_axis="step")
+
+
+def compare_request(args, seed: int) -> tuple:
+    """The Compare tab's inputs: both models write ``args.compare_tokens`` new tokens."""
+    return (COMPARE_MODELS, PROMPT, args.compare_tokens, 1.0, 0, 1.0, seed)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,7 +84,7 @@ def wave(url: str, args) -> dict:
     def trainer(i: int) -> dict:
         c = client()
         started = time.perf_counter()
-        *_, names, _ = c.predict(*TRAINING.values(), api_name="/train")
+        *_, names, _ = c.predict(*training_request(args).values(), api_name="/train")
         seconds = time.perf_counter() - started
         mine = [n for n in (names["choices"] if isinstance(names, dict) else names) if n.startswith("my-")]
         stay(c)
@@ -85,9 +95,9 @@ def wave(url: str, args) -> dict:
         latencies = []
         for r in range(args.requests):
             started = time.perf_counter()
-            _, texts, _, _ = c.predict(*COMPARE, 1000 * i + r, api_name="/compare")
+            _, texts, _, _ = c.predict(*compare_request(args, 1000 * i + r), api_name="/compare")
             latencies.append(time.perf_counter() - started)
-            if set(texts) != set(COMPARE[0]) or not all(texts.values()):
+            if set(texts) != set(COMPARE_MODELS) or not all(texts.values()):
                 raise RuntimeError(f"session {i}: an incomplete Compare: {sorted(texts)}")
         stay(c)
         return {"kind": "compare", "latencies": latencies, "client": c}
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sessions", type=int, default=100,
                         help="the app's cap on sessions gradio keeps (BABYGPT_MAX_SESSIONS, 500 by default): lower, "
                              "so a soak reaches it")
+    parser.add_argument("--compare-tokens", type=int, default=100, help="new tokens each model writes per Compare")
+    parser.add_argument("--train-steps", type=int, default=300, help="steps of each queued training")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     from gradio_client import Client
@@ -171,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         folders = sorted(p.name for p in Path(tmp).glob("babygpt-session-*"))
         # API clients never close a page: their sessions end after BABYGPT_SESSION_IDLE_SECONDS unused.
         time.sleep(args.idle_seconds + 1)
-        Client(url, verbose=False, analytics_enabled=False).predict(*COMPARE, 0, api_name="/compare")  # sweeps them
+        newcomer = Client(url, verbose=False, analytics_enabled=False)
+        newcomer.predict(*compare_request(args, 0), api_name="/compare")  # its arrival sweeps them
         folders_after_idle = sorted(p.name for p in Path(tmp).glob("babygpt-session-*"))
 
     compares = [t for w in waves for t in w["compares"]]
@@ -198,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| requests | completed | p50 | p95 | max |")
     print("|---|---:|---:|---:|---:|")
     c = report["compare"]
-    print(f"| Compare (2 models x 100 tokens) | {c['n']} of {len(waves) * args.sessions * args.requests} | "
+    compare_label = f"{len(COMPARE_MODELS)} models x {args.compare_tokens} tokens"
+    print(f"| Compare ({compare_label}) | {c['n']} of {len(waves) * args.sessions * args.requests} | "
           f"{c['p50']:.2f} s | {c['p95']:.2f} s | {c['max']:.2f} s |")
-    print(f"| training, queued (300 steps each) | {len(trainings)} of {len(waves) * args.trainers} | "
+    print(f"| training, queued ({args.train_steps} steps each) | {len(trainings)} of {len(waves) * args.trainers} | "
           f"{statistics.median(trainings):.1f} s | | {max(trainings):.1f} s |")
     r = report["rss"]
     print(f"\n- server memory: idle {r['idle'] / GIB:.2f} GiB, highest while loaded {r['peak_during'] / GIB:.2f} GiB, "
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     report["goals"] = [
         {"goal": f"{title}: every request completes", "status": "PASS" if report["requests"] == expected else "FAIL",
          "shown": f"{report['requests']} of {expected}"},
-        {"goal": "Compare latency under that load (2 models x 100 tokens)", "status": "INFO",
+        {"goal": f"Compare latency under that load ({compare_label})", "status": "INFO",
          "shown": f"p50 {c['p50']:.2f} s, p95 {c['p95']:.2f} s"},
         {"goal": "no session can use another's model", "status": "FAIL" if leaks else "PASS",
          "shown": "; ".join(leaks) or "none could"},

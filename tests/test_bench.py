@@ -57,32 +57,32 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
 def test_speedrun_benchmark_runs_its_recipes(tmp_path):
     """On the repository's own Shakespeare: a clone has no ../shared (the benchmark's default text)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,speedrun-cpu", "--budget", "3",
+        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,speedrun-cpu", "--budget", "1",
          "--data", "data/shakespeare.txt", "--json", str(tmp_path / "out.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "| nanoGPT's CPU recipe (the gpt preset) |" in result.stdout and "speedrun-cpu preset" in result.stdout
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report["budget"] == 3 and [r["name"] for r in report["results"]] == ["reference", "speedrun-cpu"]
+    assert report["budget"] == 1 and [r["name"] for r in report["results"]] == ["reference", "speedrun-cpu"]
     assert report["data"] == "data/shakespeare.txt" and "on shakespeare.txt" in result.stdout
     assert all(r["seconds"] < 30 and r["val_loss"] > 0 for r in report["results"])
 
 
 def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bench.app_speed", "--quick", "--train-seconds", "2", "--json",
+        [sys.executable, "-m", "bench.app_speed", "--quick", "--train-seconds", "2", "--compare-tokens", "20", "--json",
          str(tmp_path / "out.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"},
     )
     assert result.returncode == 0, result.stderr
-    for text in ("| start: `python app.py` until the page answers |", "| Compare, 5 models x 200 tokens |",
+    for text in ("| start: `python app.py` until the page answers |", "| Compare, 5 models x 20 tokens |",
                  "attention heatmaps, llama", "## Goals"):
         assert text in result.stdout
     report = json.loads((tmp_path / "out.json").read_text())
     assert [g["goal"] for g in report["goals"]][:2] == ["app start until the page answers",
-                                                        "Compare, 5 shipped models x 200 tokens"]
+                                                        "Compare, 5 shipped models x 20 tokens"]
     assert report["result"]["idle_rss"] < report["result"]["peak_rss_training"]
     assert report["result"]["app_training_tokens_per_s"] > 0 and report["result"]["cli_training_tokens_per_s"] > 0
 
