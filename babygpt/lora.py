@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import FAMILIES, BaseConfig, LanguageModel, build_model, family_of
+from .models import FAMILIES, BaseConfig, HookPoint, LanguageModel, build_model, family_of
 
 TARGETS = ("q", "k", "v", "o", "mlp", "head")
 
@@ -76,6 +76,11 @@ class LoRALinear(nn.Module):
             b = torch.zeros(stop - start, config.r, device=weight.device, dtype=weight.dtype)
             self.lora_B[name] = nn.Parameter(b)
         self.kept_base_weight: torch.Tensor | None = None  # set while merged
+        # W·x and the adapter's scale·B·A·x, named after the module's place once it is in a model
+        self.hook_base, self.hook_update = HookPoint("lora.base"), HookPoint("lora.update")
+
+    def name_hooks(self, path: str) -> None:
+        self.hook_base.name, self.hook_update.name = f"{path}.base", f"{path}.update"
 
     @property
     def weight(self) -> torch.Tensor:  # the model reads lm_head.weight for its dtype and device
@@ -96,6 +101,7 @@ class LoRALinear(nn.Module):
         y = self.base(x)
         if self.merged:
             return y
+        y = self.hook_base(y)
         h = self.dropout(x)
         pieces, filled = [], 0  # the update's columns, in output order, zeros between the parts
         for name, (start, stop) in sorted(self.parts.items(), key=lambda item: item[1]):
@@ -105,7 +111,7 @@ class LoRALinear(nn.Module):
             filled = stop
         if filled < y.size(-1):
             pieces.append(y.new_zeros(*y.shape[:-1], y.size(-1) - filled))
-        return y + torch.cat(pieces, dim=-1)
+        return y + self.hook_update(torch.cat(pieces, dim=-1))
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -136,6 +142,9 @@ def apply_lora(model: LanguageModel, config: LoRAConfig) -> LanguageModel:
         p.requires_grad_(False)
     for parent, attribute, parts, tied in model.lora_sites(set(config.targets)):
         setattr(parent, attribute, LoRALinear(getattr(parent, attribute), config, parts, tied))
+    for path, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            module.name_hooks(path)
     return model
 
 
@@ -153,6 +162,12 @@ def lora_config(model: nn.Module) -> LoRAConfig | None:
 
 def lora_layers(model: nn.Module) -> list[LoRALinear]:
     return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def lora_hook_sites(model: nn.Module) -> list[str]:
+    """The module paths of the unmerged adapters, whose ``{path}.base`` and ``{path}.update`` hook
+    points a forward pass can keep."""
+    return [layer.hook_base.name[: -len(".base")] for layer in lora_layers(model) if not layer.merged]
 
 
 def merge_lora(model: nn.Module) -> None:

@@ -15,6 +15,9 @@ HTTP included):
 - **attention heatmap**: the ``/attention`` endpoint (one head, every head of every layer, and the
   head average, as three plotly figures) for ``gpt`` and ``llama`` on the tab's default prompt,
   median of rounds;
+- **Inside**: the ``/inside`` endpoint (the whole walk of a shipped model on the tab's default
+  prompt, every card's figure included) for ``gpt`` and ``llama``, and ``/inside_sample`` (the
+  temperature slider: only the last card, from the logits kept), median of rounds;
 - **memory**: the app process's resident set (``VmRSS`` in ``/proc``) when idle after start-up, and
   again after the Compare and attention rounds; then its peak resident set (``VmHWM``) while it
   trains the Train tab's default preset (``gpt``: nanoGPT's CPU recipe) for ``--train-seconds``;
@@ -23,7 +26,8 @@ HTTP included):
   worker threads, where torch once ran 30 % slower: see ``babygpt/ui/__init__.py``).
 
 Goals (issue "Performance"): start <= 6 s, Compare of 5 models x 200 tokens <= 3 s, a heatmap
-<= 300 ms, idle RSS <= 1 GB, training the default preset <= 2 GB.
+<= 300 ms, idle RSS <= 1 GB, training the default preset <= 2 GB; (issue "Inside") Inside's walk
+<= 500 ms, a temperature change <= 150 ms.
 
 Usage: ``python -m bench.app_speed`` (about 2 minutes on 2 cores), ``--quick`` (one start, one
 round, 5 s of training), ``--json PATH``. Stdout carries the markdown report; progress goes to stderr.
@@ -45,11 +49,13 @@ import zipfile
 from pathlib import Path
 
 from babygpt.machine import describe, load_average, log
+from babygpt.ui.inside_tab import DEFAULT_PROMPT as INSIDE_DEFAULT_PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 
 COMPARE_MODELS = ["gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora"]
 PROMPT = "Hamlet:\n"  # the Compare and Attention tabs' default prompt
+INSIDE_PROMPT = INSIDE_DEFAULT_PROMPT
 DEFAULT_TRAINING = dict(preset="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
                         max_iters=2000, learning_rate=1e-3)  # the Train tab as it opens
 GIB = 1024**3
@@ -153,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             if set(texts) != set(COMPARE_MODELS):
                 raise RuntimeError(f"Compare answered for {sorted(texts)}, not {COMPARE_MODELS}")
 
+        def inside(model: str):
+            note, *_ = client.predict(model, INSIDE_PROMPT, -1, 0, 0, 1.0, 0, 1.0, 0, api_name="/inside")
+            if "tokens" not in note:
+                raise RuntimeError(f"the Inside tab answered {note!r}")
+
+        def resample(temperature: float):
+            text, _ = client.predict(temperature, 0, 1.0, 0, api_name="/inside_sample")
+            if "Sampling the next token" not in text:
+                raise RuntimeError(f"the temperature slider answered {text!r}")
+
         def attention(model: str):
             single, every, average, note = client.predict(model, PROMPT, 0, 0, api_name="/attention")
             if "tokens" not in note:
@@ -161,14 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         # A visitor's first Compare also loads the five models from disk: reported apart.
         first_compare = timed(lambda: compare(0))
         compare_seconds, heatmap_seconds = [], {"gpt": [], "llama": []}
+        inside_seconds, slider_seconds = {"gpt": [], "llama": []}, []
         for r in range(rounds):
             compare_seconds.append(timed(lambda r=r: compare(1 + r)))
             for model in heatmap_seconds:
                 if r == 0:
                     attention(model)  # warm: the model's first load is not the heatmap's time
                 heatmap_seconds[model].append(timed(lambda model=model: attention(model)))
+                if r == 0:
+                    inside(model)
+                inside_seconds[model].append(timed(lambda model=model: inside(model)))
+            slider_seconds.append(timed(lambda r=r: resample(0.5 + 0.1 * r)))
             log(f"round {r + 1}: compare {compare_seconds[-1]:.2f} s, heatmaps "
-                + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in heatmap_seconds.items()))
+                + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in heatmap_seconds.items())
+                + ", Inside " + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in inside_seconds.items())
+                + f", slider {1e3 * slider_seconds[-1]:.0f} ms")
         after_use = memory_of(process.pid)["VmRSS"]
 
         log(f"training the default preset for {train_seconds:.0f} s")
@@ -190,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "compare_median": statistics.median(compare_seconds),
         "heatmap_seconds": heatmap_seconds,
         "heatmap_median": {m: statistics.median(t) for m, t in heatmap_seconds.items()},
+        "inside_seconds": inside_seconds, "inside_median": {m: statistics.median(t) for m, t in inside_seconds.items()},
+        "slider_seconds": slider_seconds, "slider_median": statistics.median(slider_seconds),
         "idle_rss": idle, "rss_after_use": after_use, "peak_rss_before_training": before_training,
         "peak_rss_training": memory["VmHWM"], "rss_after_training": memory["VmRSS"], "trained_for": trained_for,
         "app_training_tokens_per_s": app_speed, "cli_training_tokens_per_s": cli_speed,
@@ -208,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     for model, times in heatmap_seconds.items():
         print(f"| attention heatmaps, {model} | {1e3 * result['heatmap_median'][model]:.0f} ms | "
               f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")
+    for model, times in inside_seconds.items():
+        print(f"| Inside, the whole walk, {model} | {1e3 * result['inside_median'][model]:.0f} ms | "
+              f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")
+    print(f"| Inside, a temperature change | {1e3 * result['slider_median']:.0f} ms | "
+          f"{', '.join(f'{1e3 * t:.0f}' for t in slider_seconds)} ms |")
     print(f"| resident memory, idle after start | {idle / GIB:.2f} GiB | after the rounds: {after_use / GIB:.2f} GiB |")
     print(f"| peak resident memory, training the default preset for {trained_for:.0f} s | "
           f"{memory['VmHWM'] / GIB:.2f} GiB | peak before training {before_training / GIB:.2f} GiB |")
@@ -226,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     goal("app start until the page answers", result["start_median"], 6.0, "s")
     goal(f"Compare, {compare_label.replace('models', 'shipped models')}", result["compare_median"], 3.0, "s")
     goal("attention heatmap, slowest shipped model", 1e3 * max(result["heatmap_median"].values()), 300.0, "ms")
+    goal("Inside, the whole walk, slowest shipped model", 1e3 * max(result["inside_median"].values()), 500.0, "ms")
+    goal("Inside, a temperature change", 1e3 * result["slider_median"], 150.0, "ms")
     goal("idle resident memory", idle / GIB, 1.0, "GiB")
     goal("peak resident memory while training the default preset", memory["VmHWM"] / GIB, 2.0, "GiB")
     if args.json:

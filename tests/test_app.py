@@ -28,7 +28,7 @@ def test_every_event_has_an_api_name(app_url):
             "/attention_lines", "/attention_history", "/attention_replay", "/stop_training", "/preset_values",
             "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text",
-            "/attention_generated"} <= endpoints
+            "/attention_generated", "/inside", "/inside_sample"} <= endpoints
 
 
 def test_train_streams_a_model_that_joins_this_session_only(app_url):
@@ -219,11 +219,11 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     c = client(app_url)
     assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001]
     assert list(c.predict("bigram", api_name="/preset_values"))[3:] == [8, 32, 1000, 0.1]
-    compare, attention, stats, hub, bases = c.predict(api_name="/models")
+    compare, inside, attention, stats, hub, bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "lstm", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
                "gpt-low-rank", "llama", "gpt-kjv-lora"}
-    assert names(compare) == names(stats) == names(hub) == shipped
+    assert names(compare) == names(inside) == names(stats) == names(hub) == shipped
     assert names(attention) == shipped - {"bigram", "ngram", "lstm"}, "only models with attention"
     assert names(bases) == names(attention) - {"gpt-kjv-lora"}, "any model LoRA can adapt, not an adapter"
 
@@ -264,7 +264,7 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
     with zipfile.ZipFile(archive) as z:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(z.namelist())
         assert "model.safetensors" not in z.namelist()
-    compare, _, _, _, bases = c.predict(api_name="/models")
+    compare, _, _, _, _, bases = c.predict(api_name="/models")
     assert "my-gpt-lora" in {v for _, v in compare["choices"]} and "my-gpt-lora" not in {v for _, v in bases["choices"]}
 
     args = (["gpt", "my-gpt-lora"], "And God said", 60, 1.0, 0, 1.0, 5, "sampled", "", "probability")
@@ -350,3 +350,26 @@ def test_bertviz_style_views(app_url):
     assert "layer 2" in head and head.count("<g class='bv-q'>") == 13
     assert model.count("<svg") == 16 and "L3 H3" in model
 
+
+
+def test_inside_walks_any_family_and_the_temperature_redoes_only_the_draw(app_url):
+    c = client(app_url)
+    note, *cards, sampling_text, _ = c.predict("llama", "ROMEO:\nBut soft", -1, 1, 3, 1.0, 0, 1.0, 0,
+                                               api_name="/inside")
+    assert "following the prediction after token 14" in note and "layer 1 of 4, head 3 of 4" in note
+    # each card is an update of its text and visibility; the cards a walk does not need stay hidden
+    shown = [card for card in cards[0::2] if card.get("visible")]
+    texts = [card["value"] for card in shown]
+    assert len(shown) == 14 and not any(card.get("visible") for card in cards[2 * len(shown)::2])
+    assert texts[0].startswith("### 1. Text → tokens") and any("Rotary positions" in t for t in texts)
+    assert "heads 2, 3 read key/value head 1" in " ".join(texts)
+    assert f"### {len(texts) + 1}. Sampling the next token" in sampling_text and "The draw u = " in sampling_text
+    greedy, _ = c.predict(0.0, 0, 1.0, 0, api_name="/inside_sample")  # the slider: the logits kept, no forward pass
+    assert "At temperature 0 there is no draw" in greedy and greedy.startswith(f"### {len(texts) + 1}.")
+    # a family without heads says so, and a choice outside the model is named
+    note, *_ = c.predict("lstm", "ROMEO:", -1, 1, 2, 1.0, 0, 1.0, 0, api_name="/inside")
+    assert "has no heads to choose from" in note
+    with pytest.raises(AppError, match="layer 9 is outside this model's 4 layers"):
+        c.predict("gpt", "ROMEO:", -1, 9, 0, 1.0, 0, 1.0, 0, api_name="/inside")
+    with pytest.raises(AppError, match="position 6 is outside the prompt's 6 tokens"):
+        c.predict("gpt", "ROMEO:", 6, 0, 0, 1.0, 0, 1.0, 0, api_name="/inside")

@@ -123,6 +123,16 @@ APP = [
     ("app /stats", "batch size 10⁹", "batch size must be a whole number from 1 to 4,096"),
     ("app /load", "the repo id ../etc", "is not a repo id"),
     ("app /download", "a model name no one has", "no model named"),
+    ("app /inside", "an empty prompt to Inside", "the prompt is empty"),
+    ("app /inside", "position 6 of a 6-token prompt", "position 6 is outside the prompt's 6 tokens"),
+    ("app /inside", "layer 9 of a 4-layer model", "layer 9 is outside this model's 4 layers"),
+    ("app /inside", "head 9 of a 4-head model", "head 9 is outside this model's 4 heads"),
+    ("app /inside", "characters the model's vocabulary lacks", "not in this model's vocabulary"),
+]
+# Not refused but answered, each in SECURITY.md's second table: (surface, what is sent, what the page says)
+ANSWERED = [
+    ("app /inside", "a prompt longer than the model's context", "these are its last 64 tokens"),
+    ("app /inside", "a head chosen for a model without heads (lstm)", "has no heads to choose from"),
 ]
 CASES = API + CLI + APP
 
@@ -192,6 +202,8 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
     compare = lambda names, prompt: c.predict(names, prompt, 5, 1.0, 0, 1.0, 0, api_name="/compare")  # noqa: E731
     train = lambda **over: c.predict(*{**TRAINING, **over}.values(), api_name="/train")  # noqa: E731
     finetune = lambda **over: c.predict(*{**LORA, **over}.values(), api_name="/finetune")  # noqa: E731
+    inside = lambda model, prompt, position=-1, layer=0, head=0: c.predict(  # noqa: E731
+        model, prompt, position, layer, head, 1.0, 0, 1.0, 0, api_name="/inside")
     upload = lambda kind: train(corpus="upload a .txt file", upload=handle_file(str(corpus(tmp_path, kind))))  # noqa: E731
     table = {
         "an empty prompt": lambda: compare(["gpt"], ""),
@@ -222,6 +234,13 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
         "a model trained without snapshots (shipped gpt)": lambda: c.predict("gpt", api_name="/attention_history"),
         "step -1": lambda: c.predict("gpt", -1, api_name="/attention_replay"),
         "a request before any Compare in this session": lambda: c.predict("gpt", api_name="/generated_text"),
+        "an empty prompt to Inside": lambda: inside("gpt", ""),
+        "position 6 of a 6-token prompt": lambda: inside("gpt", "ROMEO:", position=6),
+        "layer 9 of a 4-layer model": lambda: inside("gpt", "ROMEO:", layer=9),
+        "head 9 of a 4-head model": lambda: inside("gpt", "ROMEO:", head=9),
+        "characters the model's vocabulary lacks": lambda: inside("gpt", "ROMEO 🙂"),
+        "a prompt longer than the model's context": lambda: inside("gpt", "To be, or not to be. " * 10),
+        "a head chosen for a model without heads (lstm)": lambda: inside("lstm", "ROMEO:", head=2),
     }
     if what == "n_layer 13 (the cap is 12)" and surface == "app /describe":
         return lambda: c.predict("from scratch", "gpt", 13, 4, 128, 64, 12, 2000, 1e-3, 0, "shakespeare", "gpt", 8, 16,
@@ -253,12 +272,20 @@ def test_app_endpoints(app_url, tmp_path, surface, what, message):
         app_call(c, surface, what, tmp_path)()
 
 
+@pytest.mark.parametrize("surface, what, message", ANSWERED, ids=[c[1] for c in ANSWERED])
+def test_app_answers_what_it_does_not_refuse(app_url, tmp_path, surface, what, message):
+    note, *_ = app_call(Client(app_url, verbose=False, analytics_enabled=False), surface, what, tmp_path)()
+    assert message in note
+
+
 def test_security_md_lists_exactly_these_cases():
     text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (Python|CLI|app /\w+) \| (.+?) \| (.+?) \|$", text, flags=re.MULTILINE)
     assert [(s, w) for s, w, _ in rows] == [(s, w) for s, w, _ in CASES]
     assert all(m in shown for (_, _, m), (_, _, shown) in zip(CASES, rows))
     assert len(CASES) >= 30
+    answered = re.findall(r"^\| (app /\w+) \(answered\) \| (.+?) \| (.+?) \|$", text, flags=re.MULTILINE)
+    assert [(s, w) for s, w, _ in answered] == [(s, w) for s, w, _ in ANSWERED]
 
 
 # Forms small enough that a call with an odd but allowed number still answers in a second or two.

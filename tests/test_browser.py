@@ -36,6 +36,11 @@ def page(app_url):
         browser.close()
 
 
+def visible(locator):
+    """The one element of a locator that is on screen (several tabs have fields of the same label)."""
+    return next(locator.nth(i) for i in range(locator.count()) if locator.nth(i).is_visible())
+
+
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
@@ -44,9 +49,24 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def test_no_tab_opens_empty(page):
+    """Before anything is clicked, the tabs that look at a model show the shipped gpt."""
+    open_tab(page, "Inside")
+    page.wait_for_function("document.body.innerText.includes('Sampling the next token')", timeout=60_000)
+    open_tab(page, "Attention")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
+    assert "tokens · 4 layers × 4 heads" in page.inner_text("body")
+    open_tab(page, "Model stats")
+    page.get_by_text("Chinchilla").wait_for(timeout=60_000)
+    open_tab(page, "Hub")
+    choosers = page.get_by_label("model", exact=True)
+    shown = [choosers.nth(i).input_value() for i in range(choosers.count()) if choosers.nth(i).is_visible()]
+    assert shown == ["gpt"]
+
+
 def test_train_30_steps_and_watch_the_plot(page):
     open_tab(page, "Train")
-    steps = page.get_by_label("max_iters")
+    steps = page.get_by_label("training steps (max_iters)")
     steps.fill("30")
     steps.press("Enter")
     page.get_by_role("button", name="Start training").click()
@@ -64,7 +84,7 @@ def test_lora_finetune_mode_draws_the_forgetting_curve(page):
     start.wait_for(timeout=30_000)
     assert not page.get_by_role("button", name="Start training").is_visible()
     page.get_by_text("trainable parameters of").wait_for(timeout=30_000)  # the adapter's size, before training
-    steps = page.get_by_label("max_iters")
+    steps = page.get_by_label("training steps (max_iters)")
     steps.fill("20")
     steps.press("Enter")
     start.click()
@@ -104,7 +124,7 @@ def test_compare_three_models_colours_tokens_and_shows_the_top_5(page):
 def test_attention_heatmaps(page):
     open_tab(page, "Attention")
     page.get_by_role("button", name="Show attention").click()
-    page.get_by_text("layers ×").wait_for(timeout=60_000)
+    page.get_by_text("tokens · 4 layers × 4 heads").wait_for(timeout=60_000)
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot .heatmaplayer').length >= 3", timeout=60_000)
     shot(page, "attention")
     page.get_by_role("button", name="BertViz-style head view and model view").click()
@@ -120,37 +140,63 @@ def test_attention_heatmaps(page):
     page.get_by_role("button", name="Score head roles").click()
     page.get_by_text("random sequences of 32 tokens").wait_for(timeout=60_000)
     page.wait_for_function("document.body.innerText.includes('induction')", timeout=60_000)
+    shot(page, "attention-interpret")
+
+
+def choose(page, label: str, value: str) -> None:
+    """Type into the visible dropdown of that label (every tab has a "model" one)."""
+    chooser = visible(page.get_by_label(label, exact=True))
+    chooser.click()
+    chooser.fill(value)
+    chooser.press("Enter")
+
+
+INSIDE_FAMILIES = {"gpt": "Scores q·k/√32", "llama": "Rotary positions", "lstm": "the four gates",
+                   "ngram": "embedded side by side", "bigram": "The table's row is the logits",
+                   "gpt-kjv-lora": "The LoRA adapter"}
+
+
+def test_inside_opens_on_a_walk_and_steps_through_every_family(page):
+    open_tab(page, "Inside")
+    # no empty tab: the shipped gpt's walk is there on first open
+    page.wait_for_function("document.body.innerText.includes('Sampling the next token')", timeout=60_000)
+    assert "1. Text → tokens" in page.inner_text("body")
+    temperature = visible(page.get_by_label("number input for temperature (0 = greedy)"))
+    temperature.fill("0")
+    temperature.press("Enter")
+    page.get_by_text("At temperature 0 there is no draw").wait_for(timeout=30_000)  # the draw, redone
     shot(page, "inside")
+    for model, stage in INSIDE_FAMILIES.items():
+        choose(page, "model", model)
+        page.get_by_role("button", name="Walk through the forward pass").click()
+        page.wait_for_function(f"document.body.innerText.includes({stage!r})", timeout=60_000)
+        page.wait_for_function(f"document.body.innerText.includes({model + ': '!r})", timeout=60_000)
+        shot(page, f"inside-{model}")
+    choose(page, "model", "gpt")
 
 
 def test_attention_of_the_text_generated_in_compare(page):
     open_tab(page, "Attention")
     page.get_by_role("button", name="Use the text generated in Compare").click()
     page.get_by_text("these are its last 64 tokens").wait_for(timeout=60_000)
-    text = page.get_by_label("text").input_value()
+    text = visible(page.get_by_label("text", exact=True)).input_value()
     assert text.startswith("Hamlet:") and len(text) > 150, "the gpt column's text fills the box"
 
 
 def test_attention_over_training_replays_the_fine_tune(page):
     open_tab(page, "Attention")
-    choosers = page.get_by_label("model", exact=True)
-    chooser = next(choosers.nth(i) for i in range(choosers.count()) if choosers.nth(i).is_visible())
-    chooser.click()
-    chooser.fill("my-gpt-lora")
-    chooser.press("Enter")
+    choose(page, "model", "my-gpt-lora")
     page.get_by_role("button", name="Attention over training").click()
     page.get_by_text("2 snapshots, steps 0 to 20").wait_for(timeout=60_000)
     page.wait_for_function("[...document.querySelectorAll('.gtitle')].some(e => e.textContent === 'step 20')",
                            timeout=30_000)
-    slider = page.locator("input[type=number][aria-label*='evaluation'], input[type=number]").last
+    slider = visible(page.get_by_label("number input for evaluation"))
     slider.fill("0")
     slider.press("Enter")
     page.wait_for_function("[...document.querySelectorAll('.gtitle')].some(e => e.textContent === 'step 0')",
                            timeout=30_000)
     shot(page, "attention-over-training")
-    chooser.click()
-    chooser.fill("gpt")
-    chooser.press("Enter")
+    choose(page, "model", "gpt")
 
 
 def test_model_stats(page):

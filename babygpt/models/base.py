@@ -15,6 +15,7 @@ asks which family it holds: it asks the model, and each family answers in its ow
 - LoRA: ``lora_targets`` and ``lora_sites(targets)``
 - transformers: ``to_transformers()``, or a ``ValueError`` that says why there is no counterpart
 - the Train tab: the config's ``form_fields`` and ``from_form``
+- the Inside tab: ``inside_choices()``, ``inside_stages(view)`` and ``recompose(ids, kept)``
 """
 
 from __future__ import annotations
@@ -245,6 +246,23 @@ class LanguageModel(nn.Module):
     def unembed(self, residual: torch.Tensor) -> torch.Tensor:
         """Logits from a residual stream (the final norm and the head): the logit lens' readout."""
         raise ValueError(f"a {type(self).__name__} model has no residual stream to read out")
+
+    # --- inside, stage by stage (the Inside tab; ``stages.py`` has the shared cards) ------------------
+
+    def inside_choices(self) -> tuple[int, int]:
+        """(layers, heads) a learner can pick from in the Inside tab; 0 where the family has none."""
+        return 0, 0
+
+    def inside_stages(self, view) -> list:
+        """The forward pass at ``view.position`` as ``Stage`` cards, embeddings to logits, read from
+        ``view.kept`` (every hook point of one pass): this family's own stages."""
+        raise NotImplementedError(f"{type(self).__name__} has no Inside walk")
+
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The arithmetic the stage cards describe, redone from the ids (1, T), the embeddings' hook
+        points and the weights: ``{hook point: tensor}``, ending with ``logits``. A test holds it to
+        the real pass."""
+        raise NotImplementedError(f"{type(self).__name__} has no Inside walk")
 
     # --- counting -----------------------------------------------------------------------------------
 

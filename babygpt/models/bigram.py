@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .base import BaseConfig, Family, HookPoint, LanguageModel, SavedActivations, head_and_loss_bytes
+from .stages import InsideView, Stage, shown, top_bars
 
 
 @dataclass
@@ -34,6 +35,22 @@ class Bigram(LanguageModel):
         self.check_input(idx)
         logits = self.hook_logits(self.table(idx))  # (B, T, V): row idx[b, t] of the table
         return logits, self.loss(logits, targets)
+
+    def inside_stages(self, view: InsideView) -> list[Stage]:
+        V, token = self.config.vocab_size, view.ids[view.position]
+        row = view.logits[view.position]
+        best = int(row.argmax())
+        probs = row.softmax(-1)
+        return [Stage("logits", "The table's row is the logits", [
+            f"A bigram model has no layers: {shown(view.token)} (id {token}) picks row {token} of its {V} × {V} table, "
+            f"and that row is the score of every next token. No earlier token matters.",
+            f"The row scores {shown(view.vocab[best])} highest ({float(row[best]):.2f}): after {shown(view.token)} "
+            f"the training text had it {100 * float(probs[best]):.0f} % of the time, as far as the table learned.",
+        ], [top_bars(row, [shown(t) for t in view.vocab], 10, f"row {token} of the table: the 10 highest")])]
+
+    @torch.no_grad()
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"logits": self.table.weight[ids]}  # row ids[t] of the table, for every t
 
     def parameter_groups(self):
         return {"bigram table": [self.table.weight]}

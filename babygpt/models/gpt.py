@@ -46,6 +46,21 @@ from .base import (
     head_and_loss_bytes,
 )
 from .causal_attention import KVCache, LayerCache, attend, attention_flops, causal_mask, saved_by_attention
+from .stages import (
+    Figure,
+    InsideView,
+    Stage,
+    attention_cards,
+    embedding_card,
+    layer_norm_spelled,
+    logits_card,
+    masked_scores,
+    mlp_card,
+    norm_card,
+    residual_card,
+    shown,
+    stream_card,
+)
 
 
 @dataclass
@@ -226,6 +241,91 @@ class GPT(LanguageModel):
         return KVCache(self.config.n_layer, self.config.n_head, self.config.head_dim, self.config.block_size,
                        batch_size, weight.device, weight.dtype)
 
+    # --- inside, stage by stage ----------------------------------------------------------------
+
+    def inside_choices(self) -> tuple[int, int]:
+        return self.config.n_layer, self.config.n_head
+
+    def inside_stages(self, view: InsideView) -> list[Stage]:
+        c, i = self.config, view.layer
+        b, block = f"blocks.{i}", self.transformer.h[view.layer]
+        stages = [embedding_card(view, c.vocab_size, c.n_embd, view.kept["pos_embed"][view.position])]
+        if c.layer_norm:
+            stages.append(norm_card(view, f"{b}.resid_pre", f"{b}.norm1", "LayerNorm", f"Block {i}: the first norm",
+                                    f"{b} norm1"))
+        extra = []
+        if c.attn_rank:
+            extra.append(f"Low-rank attention (attn_rank): q, k and v have {c.attn_rank} dimensions per head, not "
+                         f"the {c.n_embd // c.n_head} a head of a {c.n_embd}-wide model would have.")
+        attention = attention_cards(view, f"{b}.attn", c.n_head, c.head_dim, extra=extra)
+        if c.time_weighting:
+            attention.insert(2, self._time_weighting_card(view, block))
+        stages += attention
+        stages.append(residual_card(view, f"{b}.resid_pre", f"{b}.attn_out", f"{b}.resid_mid", "attention",
+                                    f"{b} attention residual", c.n_head, c.n_embd))
+        if block.mlp is not None:
+            if c.layer_norm:
+                stages.append(norm_card(view, f"{b}.resid_mid", f"{b}.norm2", "LayerNorm",
+                                        f"Block {i}: the second norm", f"{b} norm2"))
+            pre, post = view.at(f"{b}.mlp.pre"), view.at(f"{b}.mlp.post")
+            stages.append(mlp_card(view, b, c.n_embd, 4 * c.n_embd, "applies GELU (which passes positive numbers and "
+                                   "squashes negative ones towards 0)", pre > 0, f"{b} mlp", f"Block {i}: the MLP",
+                                   [Figure("vector", "pre-activation", pre), Figure("vector", "after GELU", post)]))
+            stages.append(residual_card(view, f"{b}.resid_mid", f"{b}.mlp_out", f"{b}.resid_post", "MLP",
+                                        f"{b} mlp residual"))
+        steps = [("embeddings", "blocks.0.resid_pre")]
+        for k, each in enumerate(self.transformer.h):
+            steps.append((f"block {k} attention", f"blocks.{k}.resid_mid"))
+            if each.mlp is not None:
+                steps.append((f"block {k} MLP", f"blocks.{k}.resid_post"))
+        stages.append(stream_card(view, steps))
+        stages.append(logits_card(view, "final_norm" if c.layer_norm else None))
+        return stages
+
+    def _time_weighting_card(self, view: InsideView, block: Block) -> Stage:
+        h, p = view.head, view.position
+        weights = block.attn.log_time_weight[h, : p + 1].detach().exp()  # by distance 0, 1, ...
+        far = int(weights.argmax())
+        weighted = view.row(f"blocks.{view.layer}.attn.weighted_scores")[h]
+        labels = [shown(t) for t in view.tokens]
+        return Stage(f"blocks.{view.layer}.attn time weighting", f"Time weighting (head {h})", [
+            f"Time weighting (time_weighting): head {h} multiplies its attention on a token d steps back by a learned "
+            f"weight, which adds log w(d) to the score. Up to {p} steps back its largest weight is "
+            f"{float(weights[far]):.2f}, at distance {far}; distance 1 has {float(weights[min(1, p)]):.2f}.",
+        ], [Figure("bars", "learned weight by distance", weights, x=[str(d) for d in range(p + 1)]),
+            Figure("heatmap", "scores + log w", weighted.masked_fill(torch.isinf(weighted), 0.0), x=labels, y=labels,
+                   masked=torch.isinf(weighted))])
+
+    @torch.no_grad()
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        out = {}
+        x = kept["embed"] + kept["pos_embed"]  # (1, T, C)
+        T = x.size(1)
+        for i, block in enumerate(self.transformer.h):
+            b, attn = f"blocks.{i}", block.attn
+            out[f"{b}.resid_pre"] = x
+            normed = out[f"{b}.norm1"] = layer_norm_spelled(x, block.ln_1)
+            q, k, v = attn.c_attn(normed).view(1, T, 3, c.n_head, c.head_dim).permute(2, 0, 3, 1, 4)  # (1, nh, T, hs)
+            out[f"{b}.attn.q"], out[f"{b}.attn.k"], out[f"{b}.attn.v"] = q, k, v
+            scores = out[f"{b}.attn.scores"] = masked_scores(q, k)
+            if attn.log_time_weight is not None:
+                scores = out[f"{b}.attn.weighted_scores"] = scores + attn.score_bias(0, T, T, x.device)
+            pattern = out[f"{b}.attn.pattern"] = torch.softmax(scores, dim=-1)
+            z = out[f"{b}.attn.z"] = pattern @ v
+            attended = out[f"{b}.attn_out"] = attn.c_proj(z.transpose(1, 2).reshape(1, T, -1))
+            x = out[f"{b}.resid_mid"] = x + attended
+            if block.mlp is not None:
+                normed = out[f"{b}.norm2"] = layer_norm_spelled(x, block.ln_2)
+                pre = out[f"{b}.mlp.pre"] = block.mlp.c_fc(normed)
+                post = out[f"{b}.mlp.post"] = gelu_spelled(pre, c.activation)
+                added = out[f"{b}.mlp_out"] = block.mlp.c_proj(post)
+                x = x + added
+            out[f"{b}.resid_post"] = x
+        out["final_norm"] = layer_norm_spelled(x, self.transformer.ln_f)
+        out["logits"] = self.lm_head(out["final_norm"])
+        return out
+
     # --- counting -------------------------------------------------------------------------------
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -316,6 +416,13 @@ class GPT(LanguageModel):
                     state.setdefault(f"transformer.h.{i}.{norm}.bias", torch.zeros(c.n_embd))
             state.setdefault("transformer.ln_f.bias", torch.zeros(c.n_embd))
         return config, state
+
+
+def gelu_spelled(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """GELU written out: x times the normal distribution's CDF at x (exact), or its tanh approximation."""
+    if activation == "gelu":
+        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
 GPT2_TRANSPOSED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

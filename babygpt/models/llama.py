@@ -40,6 +40,20 @@ from .base import (
     head_and_loss_bytes,
 )
 from .causal_attention import KVCache, LayerCache, attend, attention_flops, saved_by_attention
+from .stages import (
+    Figure,
+    InsideView,
+    Stage,
+    attention_cards,
+    embedding_card,
+    logits_card,
+    masked_scores,
+    mlp_card,
+    norm,
+    norm_card,
+    residual_card,
+    stream_card,
+)
 
 
 @dataclass
@@ -100,6 +114,11 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return normed.type_as(x) * self.weight
+
+
+def rms_norm_spelled(x: torch.Tensor, module: RMSNorm) -> torch.Tensor:
+    """RMSNorm written out: x / sqrt(mean(x²) + eps) * weight."""
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + module.eps) * module.weight
 
 
 def rope_cos_sin(config: LlamaConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,6 +252,95 @@ class Llama(LanguageModel):
         # Grouped-query attention caches n_kv_head heads, not n_head: the point of GQA.
         return KVCache(self.config.n_layer, self.config.n_kv_head, self.config.head_dim, self.config.block_size,
                        batch_size, weight.device, weight.dtype)
+
+    # --- inside, stage by stage ----------------------------------------------------------------
+
+    def inside_choices(self) -> tuple[int, int]:
+        return self.config.n_layer, self.config.n_head
+
+    def inside_stages(self, view: InsideView) -> list[Stage]:
+        c, i = self.config, view.layer
+        b = f"blocks.{i}"
+        group = c.n_head // c.n_kv_head
+        stages = [embedding_card(view, c.vocab_size, c.n_embd, positions_note=(
+            "There is no position table: positions enter inside attention, as rotations of the queries and keys "
+            "(RoPE, shown there)."))]
+        stages.append(norm_card(view, f"{b}.resid_pre", f"{b}.norm1", "RMSNorm", f"Block {i}: the first norm",
+                                f"{b} norm1"))
+        stages.append(self._rope_card(view))
+        shared = [h for h in range(c.n_head) if h // group == view.head // group]
+        gqa = (f"Grouped-query attention (n_kv_head {c.n_kv_head}): the {c.n_head} query heads share "
+               f"{c.n_kv_head} key/value heads, {group} each; heads {', '.join(map(str, shared))} read key/value head "
+               f"{view.head // group}." if group > 1 else
+               f"Each of the {c.n_head} query heads has its own key/value head (n_kv_head = n_head).")
+        stages += attention_cards(view, f"{b}.attn", c.n_head, c.head_dim, kv_group=group, extra=[gqa])
+        stages.append(residual_card(view, f"{b}.resid_pre", f"{b}.attn_out", f"{b}.resid_mid", "attention",
+                                    f"{b} attention residual", c.n_head, c.n_embd))
+        stages.append(norm_card(view, f"{b}.resid_mid", f"{b}.norm2", "RMSNorm", f"Block {i}: the second norm",
+                                f"{b} norm2"))
+        gate, up = view.at(f"{b}.mlp.pre"), view.at(f"{b}.mlp.up")
+        stages.append(mlp_card(view, b, c.n_embd, c.hidden_size, "as SwiGLU does: a gate, passed through SiLU, "
+                               "multiplies an up projection number by number", gate > 0, f"{b} mlp",
+                               f"Block {i}: the SwiGLU MLP",
+                               [Figure("vector", "gate (before SiLU)", gate), Figure("vector", "up", up),
+                                Figure("vector", "SiLU(gate) × up", view.at(f"{b}.mlp.post"))]))
+        stages.append(residual_card(view, f"{b}.resid_mid", f"{b}.mlp_out", f"{b}.resid_post", "MLP",
+                                    f"{b} mlp residual"))
+        steps = [("embeddings", "blocks.0.resid_pre")]
+        for k in range(c.n_layer):
+            steps += [(f"block {k} attention", f"blocks.{k}.resid_mid"), (f"block {k} MLP", f"blocks.{k}.resid_post")]
+        stages.append(stream_card(view, steps))
+        stages.append(logits_card(view, "final_norm"))
+        return stages
+
+    def _rope_card(self, view: InsideView) -> Stage:
+        c, h, p = self.config, view.head, view.position
+        a = f"blocks.{view.layer}.attn"
+        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2).float() / c.head_dim))
+        angles = p * inv_freq  # (head_dim / 2,): one angle per pair of dimensions
+        q, q_rot = view.row(f"{a}.q")[h, p], view.row(f"{a}.q_rot")[h, p]
+        return Stage(f"{a} rope", f"Rotary positions: q and k turned by the position (head {h})", [
+            f"RoPE (rope_theta {c.rope_theta:g}) turns each of the {c.head_dim // 2} pairs of dimensions of every "
+            f"query and key by an angle proportional to the token's position. At position {p} the first pair turns by "
+            f"{float(angles[0]):.2f} rad, the last by {float(angles[-1]):.4f} rad.",
+            f"A rotation keeps a vector's length (the query of head {h}: {norm(q):.2f} before, {norm(q_rot):.2f} "
+            "after), and the dot product of two rotated vectors depends on how far apart their tokens are, not "
+            "where they are.",
+        ], [Figure("bars", f"angle of each pair at position {p} (rad)", angles,
+                   x=[str(j) for j in range(c.head_dim // 2)]),
+            Figure("vector", "query before RoPE", q), Figure("vector", "query after RoPE", q_rot)])
+
+    @torch.no_grad()
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        group = c.n_head // c.n_kv_head
+        out = {}
+        x = kept["embed"]  # (1, T, C)
+        T = x.size(1)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        for i, block in enumerate(self.layers):
+            b, attn = f"blocks.{i}", block.self_attn
+            out[f"{b}.resid_pre"] = x
+            normed = out[f"{b}.norm1"] = rms_norm_spelled(x, block.input_layernorm)
+            q = out[f"{b}.attn.q"] = attn.q_proj(normed).view(1, T, c.n_head, c.head_dim).transpose(1, 2)
+            k = out[f"{b}.attn.k"] = attn.k_proj(normed).view(1, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+            v = out[f"{b}.attn.v"] = attn.v_proj(normed).view(1, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+            q, k = out[f"{b}.attn.q_rot"], out[f"{b}.attn.k_rot"] = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            # every query head reads its group's key/value head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+            scores = out[f"{b}.attn.scores"] = masked_scores(q, k)
+            pattern = out[f"{b}.attn.pattern"] = torch.softmax(scores, dim=-1)
+            z = out[f"{b}.attn.z"] = pattern @ v
+            attended = out[f"{b}.attn_out"] = attn.o_proj(z.transpose(1, 2).reshape(1, T, -1))
+            x = out[f"{b}.resid_mid"] = x + attended
+            normed = out[f"{b}.norm2"] = rms_norm_spelled(x, block.post_attention_layernorm)
+            gate, up = out[f"{b}.mlp.pre"], out[f"{b}.mlp.up"] = block.mlp.gate_proj(normed), block.mlp.up_proj(normed)
+            gated = out[f"{b}.mlp.post"] = gate * torch.sigmoid(gate) * up  # SiLU(gate) = gate * sigmoid(gate)
+            added = out[f"{b}.mlp_out"] = block.mlp.down_proj(gated)
+            x = out[f"{b}.resid_post"] = x + added
+        out["final_norm"] = rms_norm_spelled(x, self.norm)
+        out["logits"] = self.lm_head(out["final_norm"])
+        return out
 
     # --- counting -------------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from .base import (
     check_int,
     head_and_loss_bytes,
 )
+from .stages import Figure, InsideView, Stage, logits_card, norm, per_cent, shown
 
 GATES = ("input_gate", "forget_gate", "cell_candidate", "output_gate")
 
@@ -159,6 +160,70 @@ class LSTM(LanguageModel):
     def new_cache(self, batch_size: int = 1) -> LSTMState:
         weight = self.head.weight
         return LSTMState(self.config.n_layer, batch_size, self.config.hidden_size, weight.device, torch.float32)
+
+    # --- inside, stage by stage ----------------------------------------------------------------
+
+    def inside_choices(self) -> tuple[int, int]:
+        return self.config.n_layer, 0
+
+    def inside_stages(self, view: InsideView) -> list[Stage]:
+        c, k, p = self.config, view.layer, view.position
+        embedding = view.at("embed")
+        stages = [Stage("embedding", "Token embedding", [
+            f"{shown(view.token)} is token {view.ids[p]}: its row of the {c.vocab_size} × {c.n_embd} embedding table "
+            f"is a vector of {c.n_embd} numbers (norm {norm(embedding):.2f}).",
+            "There are no positions: the LSTM reads the tokens in order, one step each, and its state carries "
+            "what came before.",
+        ], [Figure("vector", f"token embedding of {shown(view.token)}", embedding)])]
+        gate = {name: view.at(f"layers.{k}.{name}") for name in (*GATES, "cell", "hidden")}
+        cells = view.row(f"layers.{k}.cell")  # (T, H)
+        before = cells[p - 1] if p else torch.zeros_like(cells[p])
+        source = "the embedding" if k == 0 else f"layer {k - 1}'s hidden state"
+        stages.append(Stage(f"layers.{k} gates", f"Layer {k}: the four gates at step {p}", [
+            f"From {source} and its own previous hidden state, layer {k} computes four gates of {c.hidden_size} "
+            f"numbers at {shown(view.token)}. The forget gate keeps {per_cent(float(gate['forget_gate'].mean()))} of "
+            f"the memory on average, the input gate writes {per_cent(float(gate['input_gate'].mean()))} of the "
+            f"candidate, and the output gate shows {per_cent(float(gate['output_gate'].mean()))}.",
+            f"{per_cent(float((gate['forget_gate'] > 0.9).float().mean()))} of the cells keep more than 90 % of their "
+            f"memory; {per_cent(float((gate['forget_gate'] < 0.1).float().mean()))} forget more than 90 %.",
+        ], [Figure("vector", "input gate i (sigmoid)", gate["input_gate"]),
+            Figure("vector", "forget gate f (sigmoid)", gate["forget_gate"]),
+            Figure("vector", "cell candidate g (tanh)", gate["cell_candidate"]),
+            Figure("vector", "output gate o (sigmoid)", gate["output_gate"])]))
+        stages.append(Stage(f"layers.{k} state", f"Layer {k}: the cell state and the hidden state", [
+            f"The memory is updated as c = f × c_before + i × g: its norm goes from {norm(before):.2f} to "
+            f"{norm(gate['cell']):.2f} at {shown(view.token)}. The layer shows h = o × tanh(c), norm "
+            f"{norm(gate['hidden']):.2f}, to " + ("the next layer." if k < c.n_layer - 1 else "the output head."),
+        ], [Figure("vector", "cell state before", before), Figure("vector", "cell state after", gate["cell"]),
+            Figure("vector", "hidden state h", gate["hidden"]),
+            Figure("heatmap", "the cell state over the prompt (row: step)", cells,
+                   y=[shown(t) for t in view.tokens])]))
+        stages.append(logits_card(view, None))
+        return stages
+
+    @torch.no_grad()
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        x = kept["embed"]  # (1, T, n_embd)
+        T, H = x.size(1), self.config.hidden_size
+        for k in range(self.config.n_layer):
+            w_ih, w_hh = getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}")
+            bias = getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}")
+            h, c = x.new_zeros(1, H), x.new_zeros(1, H)
+            steps = {name: [] for name in (*GATES, "cell", "hidden")}
+            for t in range(T):
+                pre = x[:, t] @ w_ih.T + h @ w_hh.T + bias
+                i, f = torch.sigmoid(pre[:, :H]), torch.sigmoid(pre[:, H : 2 * H])
+                g, o = torch.tanh(pre[:, 2 * H : 3 * H]), torch.sigmoid(pre[:, 3 * H :])
+                c = f * c + i * g
+                h = o * torch.tanh(c)
+                for name, value in zip(steps, (i, f, g, o, c, h)):
+                    steps[name].append(value)
+            for name, values in steps.items():
+                out[f"layers.{k}.{name}"] = torch.stack(values, dim=1)
+            x = out[f"layers.{k}.hidden"]
+        out["logits"] = self.head(x)
+        return out
 
     # --- counting -------------------------------------------------------------------------------
 

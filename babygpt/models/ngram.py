@@ -26,6 +26,7 @@ from .base import (
     check_int,
     head_and_loss_bytes,
 )
+from .stages import Figure, InsideView, Stage, logits_card, norm, per_cent, shown
 
 
 @dataclass
@@ -66,6 +67,42 @@ class NGram(LanguageModel):
         x = self.dropout(self.hook_post(torch.tanh(self.hook_pre(self.hidden(x)))))
         logits = self.hook_logits(self.head(x))
         return logits, self.loss(logits, targets)
+
+    # --- inside, stage by stage ----------------------------------------------------------------
+
+    def window(self, view: InsideView) -> list[str]:
+        """The n-1 tokens the prediction at the chosen position reads, oldest first ('·' before the text)."""
+        context, p = self.config.n - 1, view.position
+        return ["·" if p - j < 0 else shown(view.tokens[p - j]) for j in range(context - 1, -1, -1)]
+
+    def inside_stages(self, view: InsideView) -> list[Stage]:
+        c = self.config
+        context = c.n - 1
+        window = self.window(view)
+        embedded = view.at("embed").view(context, c.n_embd)
+        padded = sum(w == "·" for w in window)
+        stages = [Stage("embedding", f"The last {context} tokens, embedded side by side", [
+            f"A {c.n}-gram model reads only the {context} tokens up to {shown(view.token)}: "
+            f"{' '.join(window)}. Each is looked up in the {c.vocab_size} × {c.n_embd} embedding table and the "
+            f"{context} rows are laid side by side, {context * c.n_embd} numbers in all (norm "
+            f"{norm(embedded):.2f}).",
+            *([f"{padded} of them {'comes' if padded == 1 else 'come'} before the text starts: a padding row "
+               "stands in."] if padded else []),
+        ], [Figure("heatmap", "the window's embeddings (row: token)", embedded, y=window)])]
+        pre, post = view.at("hidden.pre"), view.at("hidden.post")
+        stages.append(Stage("hidden", "The hidden layer (tanh)", [
+            f"One matrix maps the {context * c.n_embd} numbers to {c.n_hidden}; tanh squashes each into (−1, 1). "
+            f"At {shown(view.token)}, {per_cent(float((post.abs() > 0.97).float().mean()))} of the units are "
+            f"saturated (|tanh| above 0.97) and the layer's output has norm {norm(post):.2f}.",
+        ], [Figure("vector", "before tanh", pre), Figure("vector", "after tanh", post)]))
+        stages.append(logits_card(view, None))
+        return stages
+
+    @torch.no_grad()
+    def recompose(self, ids: torch.Tensor, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pre = self.hidden(kept["embed"])
+        post = torch.tanh(pre)
+        return {"hidden.pre": pre, "hidden.post": post, "logits": self.head(post)}
 
     def parameter_groups(self):
         return {"token embedding": [self.embedding.weight], "hidden layer": list(self.hidden.parameters()),

@@ -8,7 +8,7 @@ import sys
 import gradio as gr
 
 from ..machine import describe
-from . import attention_lines, attention_tab, compare_tab, hub_tab, stats_tab, train_tab
+from . import attention_lines, attention_tab, compare_tab, hub_tab, inside_tab, stats_tab, train_tab
 from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
@@ -42,20 +42,24 @@ def build_app() -> gr.Blocks:
             base_selector = train_tab.build(model_names, bases)
         with gr.Tab("Compare"):
             compare_selector = compare_tab.build(choices)
+        with gr.Tab("Inside"):
+            inside_selector = inside_tab.build(choices, app)
         with gr.Tab("Attention"):
-            attention_selector = attention_tab.build(attention_choices)
+            attention_selector = attention_tab.build(attention_choices, app)
         with gr.Tab("Model stats"):
-            stats_selector = stats_tab.build(choices)
+            stats_selector = stats_tab.build(choices, app)
         with gr.Tab("Hub"):
             hub_selector = hub_tab.build(choices, model_names)
 
         def refresh(request: gr.Request):
             session = session_of(request)
             names = model_choices(session)
-            return (gr.update(choices=names), gr.update(choices=model_choices(session, attention_only=True)),
-                    gr.update(choices=names), gr.update(choices=names), gr.update(choices=base_choices(session)))
+            return (gr.update(choices=names), gr.update(choices=names),
+                    gr.update(choices=model_choices(session, attention_only=True)), gr.update(choices=names),
+                    gr.update(choices=names), gr.update(choices=base_choices(session)))
 
-        selectors = [compare_selector, attention_selector, stats_selector, hub_selector, base_selector]
+        selectors = [compare_selector, inside_selector, attention_selector, stats_selector, hub_selector,
+                     base_selector]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
         app.unload(forget_session)

@@ -185,7 +185,7 @@ def generated_text(name, request: gr.Request):
     return results[name]["text"] if name in results else next(iter(results.values()))["text"]
 
 
-def build(choices: list[str]) -> gr.Dropdown:
+def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     with gr.Row():
         model = gr.Dropdown(choices, value=first_of(choices), label="model", scale=2,
                             allow_custom_value=True)
@@ -215,6 +215,9 @@ def build(choices: list[str]) -> gr.Dropdown:
     history = gr.Plot(label="every head at that evaluation")
     run.click(show, [model, prompt, layer, head], [single, every, average, note], api_name="attention",
               show_progress_on=note)
+    if first_of(choices):  # no empty tab on first open
+        app.load(show, [model, prompt, layer, head], [single, every, average, note],
+                 api_name="attention_first_open", show_progress="hidden")
     use_generated.click(generated_text, [model], [prompt], api_name="generated_text").success(
         show, [model, prompt, layer, head], [single, every, average, note], api_name="attention_generated",
         show_progress_on=note)

@@ -12,7 +12,7 @@ import shutil
 import gradio as gr
 
 from ..hub import download_checkpoint, push_checkpoint
-from .common import friendly_io, model_choices, session_of
+from .common import first_of, friendly_io, model_choices, session_of
 
 ON_A_SPACE = bool(os.environ.get("SPACE_ID"))
 
@@ -55,7 +55,9 @@ def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None)
 def build(choices: list[str], model_names: gr.JSON) -> gr.Dropdown:
     if ON_A_SPACE:
         gr.LoginButton()  # locally it would need a stored login just to render
-    model = gr.Dropdown(choices, value=None, label="model", allow_custom_value=True)
+    gr.Markdown("Download a model's checkpoint as a zip, push it to a Hugging Face model repo with a generated "
+                "model card, or load one back by its repo id: it joins every tab's model list.")
+    model = gr.Dropdown(choices, value=first_of(choices), label="model", allow_custom_value=True)
     with gr.Row():
         button = gr.Button("Download checkpoint (zip)")
         archive = gr.File(label="checkpoint")

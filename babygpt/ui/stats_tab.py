@@ -174,7 +174,7 @@ def clear_if_chosen(chosen):
     return None if chosen else gr.update()
 
 
-def build(choices: list[str]) -> gr.Dropdown:
+def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     with gr.Row():
         model = gr.Dropdown(choices, value=first_of(choices), label="model", scale=2,
                             allow_custom_value=True)
@@ -191,6 +191,9 @@ def build(choices: list[str]) -> gr.Dropdown:
     preset.change(clear_if_chosen, preset, model, api_name="stats_clear_model")
     run.click(stats, [model, preset, batch_size, budget_tokens], [table, chart, summary], api_name="stats",
               show_progress_on=summary)
+    if first_of(choices):  # no empty tab on first open
+        app.load(stats, [model, preset, batch_size, budget_tokens], [table, chart, summary],
+                 api_name="stats_first_open", show_progress="hidden")
     quantize_button = gr.Button("Quantize the model's weights to int8 (torchao)")
     quantize_note = gr.Markdown()
     quantize_table = gr.Dataframe(headers=["weights", "size", "tokens/s", "val loss"], label="fp32 against int8")

@@ -30,6 +30,20 @@ LORA_LIMITS = {"r": 64}
 LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000}
 SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size")  # the form's size fields; each family says which it has
 PLOT_EVERY_SECONDS = 0.5
+# The form's numbers in plain words, the code's name after them, and a line on what each does.
+FIELD_WORDS = {
+    "n_layer": ("layers (n_layer)", "blocks (or LSTM layers) stacked one after another"),
+    "n_head": ("attention heads (n_head)", "heads per block, each looking for something else"),
+    "n_embd": ("width (n_embd)", "numbers per token in the residual stream"),
+    "block_size": ("context length (block_size)", "tokens the model sees at once"),
+    "batch_size": ("sequences per step (batch_size)", "how many pieces of text each step learns from"),
+    "max_iters": ("training steps (max_iters)", "optimizer updates, unless the time budget ends first"),
+}
+
+
+def whole_number_field(name: str, value) -> gr.Number:
+    label, info = FIELD_WORDS[name]
+    return gr.Number(value, step=1, label=label, info=info, minimum=1, maximum=LIMITS[name])
 
 
 def check_limits(**values) -> None:
@@ -296,14 +310,13 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
                                         info="query, key, value, attention output, MLP, output head")
         drop_unknown = gr.Checkbox(True, label="drop characters the base never saw")
     with gr.Row() as architecture:
-        n_layer = gr.Number(defaults[0], step=1, label="n_layer", minimum=1, maximum=LIMITS["n_layer"])
-        n_head = gr.Number(defaults[1], step=1, label="n_head", minimum=1, maximum=LIMITS["n_head"])
-        n_embd = gr.Number(defaults[2], step=1, label="n_embd", minimum=1, maximum=LIMITS["n_embd"])
-        block_size = gr.Number(defaults[3], step=1, label="block_size", minimum=1, maximum=LIMITS["block_size"])
+        n_layer, n_head, n_embd, block_size = (whole_number_field(name, value)
+                                               for name, value in zip(SIZE_FIELDS, defaults[:4]))
     with gr.Row():
-        batch_size = gr.Number(defaults[4], step=1, label="batch_size", minimum=1, maximum=LIMITS["batch_size"])
-        max_iters = gr.Number(defaults[5], step=1, label="max_iters", minimum=1, maximum=LIMITS["max_iters"])
-        learning_rate = gr.Number(defaults[6], label="learning_rate")
+        batch_size = whole_number_field("batch_size", defaults[4])
+        max_iters = whole_number_field("max_iters", defaults[5])
+        learning_rate = gr.Number(defaults[6], label="learning rate (learning_rate)",
+                                  info="how far each step moves the weights")
         max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
     summary = gr.Markdown()
     with gr.Row():
