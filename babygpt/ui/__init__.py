@@ -37,6 +37,8 @@ def build_app() -> gr.Blocks:
     cache_seconds = int(os.environ.get("BABYGPT_CACHE_SECONDS", 3600))
     with gr.Blocks(title=TITLE, delete_cache=(cache_seconds, cache_seconds)) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\n{machine_line()}")
+        if hub_tab.ON_A_SPACE:  # one Space trains for one visitor at a time: a copy of one's own does not wait
+            gr.DuplicateButton("Duplicate this Space to train without waiting", size="sm")
         model_names = gr.JSON(visible=False)
         with gr.Tab("Train"):
             base_selector = train_tab.build(model_names, bases)
