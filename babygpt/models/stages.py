@@ -243,11 +243,6 @@ def layer_norm_spelled(x: torch.Tensor, module) -> torch.Tensor:
     return normed * module.weight + (module.bias if module.bias is not None else 0.0)
 
 
-def causal_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Scores (..., T, T) with −∞ above the diagonal already, turned into rows that sum to 1."""
-    return torch.softmax(scores, dim=-1)
-
-
 def masked_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """q·kᵀ/√d for (H, T, d) queries and keys, −∞ where a key comes after its query."""
     T = q.size(-2)
