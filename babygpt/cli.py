@@ -278,8 +278,9 @@ def render_training(trainer, show: bool = True) -> None:
                                 f"ETA {format_seconds(event.eta)}")
         elif event.kind == "eval" and show:
             others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
+            accuracy = f", exact-match accuracy {event.accuracy:.0%}" if event.accuracy is not None else ""
             bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best "
-                      f"{event.best_val_loss:.4f}){others}")
+                      f"{event.best_val_loss:.4f}){others}{accuracy}")
             if event.sample:
                 bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
         elif event.kind == "done":

@@ -50,14 +50,28 @@ def describe() -> dict[str, str]:
         "cpu": cpu_model(),
         "logical cpus": str(os.cpu_count()),
         "torch threads": str(torch.get_num_threads()),
-        "bf16 matmul instructions": next((f for f in ("amx_bf16", "avx512_bf16") if f in flags),
-                                         "none (bf16 is emulated)"),
+        "bf16 matmul instructions": bf16_instructions(flags) or "none (bf16 is emulated)",
         "memory": memory,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "load average": load_average(),
     }
+
+
+def bf16_instructions(flags: set[str] | None = None) -> str | None:
+    """The CPU's bf16 matmul instruction set (amx_bf16 or avx512_bf16), or None: without one,
+    torch emulates bf16 and autocast is far slower than float32."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
+
+
+def bf16_trains_fast() -> bool:
+    """Whether bf16 autocast can speed up training here: a CUDA GPU with bf16, or a CPU with bf16
+    matmul instructions (the trainer picks CUDA when there is one)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bf16_instructions() is not None
 
 
 def markdown(facts: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .data import Dataset, is_builtin, load_text
+from .data import Dataset, is_builtin, load_text, val_lines
 from .lora import LoRAConfig, apply_lora, check_supported
 from .models import build_model, config_from_json, get_preset, make_config
 from .tokenizer import load_tokenizer, train_tokenizer
@@ -74,7 +74,20 @@ def new_run(
     dataset = Dataset.from_text(text, token_map, model_config.block_size)
     torch.manual_seed(train_config.seed)
     run_info = {"corpus": corpus_name(data), "preset": preset}
-    return Trainer(build_model(model_config), token_map, dataset, train_config, out_dir, run_info)
+    return Trainer(build_model(model_config), token_map, dataset, train_config, out_dir, run_info,
+                   val_problems=task_problems(data, text, dataset, token_map))
+
+
+# Problems greedy-decoded at every evaluation of a task with answers: enough for a share in
+# steps of 1 %, few enough that an evaluation of a small model stays well under a second.
+EVAL_PROBLEMS = 100
+
+
+def task_problems(data, text: str, dataset: Dataset, tokenizer) -> list[str] | None:
+    """The val split's first ``a+b=c`` lines when the corpus is the addition task, else None."""
+    if not (is_builtin(data) and str(data).startswith("addition")):
+        return None
+    return val_lines(text, dataset.val_start(tokenizer))[:EVAL_PROBLEMS]
 
 
 def corpus_name(data: str | Path) -> str:
@@ -145,7 +158,8 @@ def new_finetune(
     model = loaded.model
     if lora is not None:
         apply_lora(model, lora)
-    return Trainer(model, loaded.tokenizer, dataset, train_config, out_dir, run_info, others)
+    return Trainer(model, loaded.tokenizer, dataset, train_config, out_dir, run_info, others,
+                   val_problems=task_problems(data, text, dataset, loaded.tokenizer))
 
 
 def resume_run(out_dir: str | Path, data: str | None = None, train: dict | None = None) -> Trainer:
@@ -178,6 +192,7 @@ def resume_run(out_dir: str | Path, data: str | None = None, train: dict | None 
     dataset = Dataset.from_text(text, token_map, block_size)
     others = base_corpus_val(config.get("base_corpus"), config.get("corpus"), token_map, block_size)
     run_info = {k: config[k] for k in RUN_INFO if k in config}
-    trainer = Trainer(model, token_map, dataset, train_config, out_dir, run_info, others)
+    trainer = Trainer(model, token_map, dataset, train_config, out_dir, run_info, others,
+                      val_problems=task_problems(data, text, dataset, token_map))
     trainer.resume()
     return trainer

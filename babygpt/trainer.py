@@ -34,7 +34,7 @@ from torch import nn
 from . import checkpoint
 from .attention import attention_weights
 from .data import Dataset
-from .evaluation import loss_over
+from .evaluation import addition_accuracy, loss_over
 from .machine import matmul_peak_flops
 from .models import LanguageModel
 from .models.base import check_choice, check_int, config_from_dict
@@ -116,6 +116,7 @@ class TrainEvent:
     best_val_loss: float | None = None
     sample: str | None = None
     other_val_loss: dict[str, float] | None = None  # eval: val loss on the other corpora, by name
+    accuracy: float | None = None  # eval, a task with answers (addition): exact-match share of val problems
     reason: str | None = None  # done: "max_iters", "max_seconds" or "stopped"
     checkpoint: str | None = None
 
@@ -174,6 +175,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         run_info: dict | None = None,
         other_val_sets: dict[str, Dataset] | None = None,
+        val_problems: list[str] | None = None,
     ):
         self.config = config
         self.tokenizer = tokenizer
@@ -181,6 +183,9 @@ class Trainer:
         # Corpora whose val loss every evaluation also reports: a fine-tune's base corpus shows
         # how much of it the model forgets.
         self.other_val_sets = other_val_sets or {}
+        # A task with one right answer per line (the addition corpus): each evaluation also
+        # greedy-decodes these val lines' answers and reports the share exactly right.
+        self.val_problems = val_problems or []
         self.out_dir = Path(out_dir) if out_dir else None
         self.run_info = run_info or {}  # extra config.json entries: corpus name, preset…
         self.device = pick_device(config.device)
@@ -382,9 +387,11 @@ class Trainer:
         if improved:
             self.best_val_loss = losses["val"]
         others = {key[len("val:"):]: loss for key, loss in losses.items() if key.startswith("val:")}
+        accuracy = addition_accuracy(self.model, self.tokenizer, self.val_problems) if self.val_problems else None
         self.history.append(
             {"step": self.step, "tokens": self.tokens_seen, "elapsed": round(self.train_seconds, 3),
-             "train_loss": losses["train"], "val_loss": losses["val"], **({"other_val_loss": others} if others else {})}
+             "train_loss": losses["train"], "val_loss": losses["val"], **({"other_val_loss": others} if others else {}),
+             **({"accuracy": accuracy} if accuracy is not None else {})}
         )
         sample = self.sample() if self.rank == 0 else None
         if self.writer is not None:
@@ -392,7 +399,7 @@ class Trainer:
         return TrainEvent(
             "eval", self.step, self.config.max_iters, self.train_seconds, self.tokens_seen,
             train_loss=losses["train"], val_loss=losses["val"], best_val_loss=self.best_val_loss, sample=sample,
-            other_val_loss=others or None, checkpoint=str(self.out_dir) if self.out_dir else None,
+            other_val_loss=others or None, accuracy=accuracy, checkpoint=str(self.out_dir) if self.out_dir else None,
         )
 
     # --- what a save holds ----------------------------------------------------------------------

@@ -10,7 +10,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
-                     learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step")
+                     learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step",
+                     tokenizer="char", bpe_vocab_size=512, seed=1337, dropout=0.0, weight_decay=0.1, warmup_iters=100,
+                     bf16=False)
 
 
 def client(url: str) -> Client:
@@ -215,10 +217,62 @@ def test_another_visitors_stop_leaves_my_training_running(app_url):
     assert "is ready (stopped)" in running.result()[1]
 
 
+def test_the_more_knobs_reach_the_checkpoint_and_a_seed_repeats_a_run(app_url, tmp_path):
+    c = client(app_url)
+    knobs = dict(tokenizer="bpe", bpe_vocab_size=300, seed=7, dropout=0.1, weight_decay=0.02, warmup_iters=5,
+                 bf16=False)
+    first = train(c, **knobs)
+    again = train(c, **knobs)
+    other_seed = train(c, **{**knobs, "seed": 8})
+    configs = []
+    for *_, archive in (first, again, other_seed):
+        with zipfile.ZipFile(archive) as z:
+            configs.append((json.loads(z.read("config.json")), json.loads(z.read("tokenizer.json")),
+                            json.loads(z.read("metrics.json"))["val_loss"]))
+    config, tokenizer, val = configs[0]
+    assert tokenizer["kind"] == "bpe" and config["model"]["vocab_size"] == 300
+    assert config["model"]["dropout"] == 0.1
+    assert {k: config["train"][k] for k in ("seed", "weight_decay", "warmup_iters", "dtype")} == {
+        "seed": 7, "weight_decay": 0.02, "warmup_iters": 5, "dtype": "float32"}
+    assert configs[1][2] == val, "the same seed and settings train the same model"
+    assert configs[2][2] != val, "another seed, another model"
+    # left out (an older client), the knobs take their defaults: characters, seed 1337
+    *_, archive = c.predict(*list({**TINY_TRAINING, "seed": 99, "tokenizer": "bpe"}.values())[:12], api_name="/train")
+    with zipfile.ZipFile(archive) as z:
+        assert json.loads(z.read("tokenizer.json"))["kind"] == "char"
+        assert json.loads(z.read("config.json"))["train"]["seed"] == 1337
+
+
+def test_bf16_autocast_is_taken_only_where_the_cpu_has_bf16_instructions(app_url):
+    from babygpt.machine import bf16_trains_fast  # the app runs on this same machine
+
+    c = client(app_url)
+    if bf16_trains_fast():
+        *_, archive = train(c, bf16=True)
+        with zipfile.ZipFile(archive) as z:
+            assert json.loads(z.read("config.json"))["train"]["dtype"] == "bfloat16"
+    else:
+        with pytest.raises(AppError, match="bf16 would be emulated"):
+            train(c, bf16=True)
+
+
+def test_the_addition_task_shows_exact_match_accuracy_in_the_status_and_the_curve(app_url):
+    figure, status, *_ = train(client(app_url), corpus="addition", max_iters=40)
+    assert "Exact-match accuracy on 100 val problems" in status
+    traces = {t["name"]: t for t in json.loads(figure["plot"])["data"]}
+    accuracy = traces["exact-match accuracy (%)"]
+    assert accuracy["yaxis"] == "y2" and all(0 <= y <= 100 for y in accuracy["y"]) and len(accuracy["y"]) >= 1
+    # on shakespeare there is no answer to be right about, and no such curve
+    figure, status, *_ = train(client(app_url))
+    assert "accuracy" not in status
+    assert "exact-match accuracy (%)" not in {t["name"] for t in json.loads(figure["plot"])["data"]}
+
+
 def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_url):
     c = client(app_url)
-    assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001]
-    assert list(c.predict("bigram", api_name="/preset_values"))[3:] == [8, 32, 1000, 0.1]
+    # sizes, batch, steps, learning rate, then dropout, weight decay, warmup
+    assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001, 0.0, 0.1, 100]
+    assert list(c.predict("bigram", api_name="/preset_values"))[3:7] == [8, 32, 1000, 0.1]
     compare, inside, attention, stats, hub, bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "lstm", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",

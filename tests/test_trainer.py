@@ -61,6 +61,22 @@ def test_events_carry_what_the_ui_shows(tmp_path):
     assert events[-1].reason == "max_iters" and events[-1].checkpoint == str(tmp_path)
 
 
+def test_the_addition_task_reports_exact_match_accuracy_at_each_evaluation(tmp_path):
+    from babygpt.evaluation import addition_accuracy
+
+    trainer = new_run("addition", preset="gpt", model=TINY_MODEL, train=TINY_TRAIN, out_dir=tmp_path)
+    assert len(trainer.val_problems) == 100 and all("+" in p and "=" in p for p in trainer.val_problems)
+    evaluations = [e for e in trainer.run() if e.kind == "eval"]
+    assert len(evaluations) == 3 and all(0 <= e.accuracy <= 1 for e in evaluations)
+    assert [h["accuracy"] for h in trainer.history] == [e.accuracy for e in evaluations]
+    # the figure is the greedy exact-match share of those problems, measured again on the saved best
+    saved = checkpoint.load_checkpoint(tmp_path)
+    best = min(trainer.history, key=lambda h: h["val_loss"])
+    assert addition_accuracy(saved.model, saved.tokenizer, trainer.val_problems) == best["accuracy"]
+    # a corpus without answers has none
+    assert tiny_run().val_problems == [] and all(e.accuracy is None for e in tiny_run().run() if e.kind == "eval")
+
+
 def test_best_val_checkpoint_and_metrics(tmp_path):
     for _ in tiny_run(tmp_path, learning_rate=3e-3).run():
         pass

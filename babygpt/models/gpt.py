@@ -77,7 +77,7 @@ class GPTConfig(BaseConfig):
     time_weighting: bool = field(default=False, metadata={"help": "learned per-head weight for each distance (MyGPT)"})
     attn_rank: int = field(default=0, metadata={"help": "low-rank attention: q/k/v size per head (0 = n_embd/n_head)"})
 
-    form_fields = ("n_layer", "n_head", "n_embd", "block_size")
+    form_fields = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
     def validate(self) -> None:
         super().validate()

@@ -68,7 +68,7 @@ class LlamaConfig(BaseConfig):
     dropout: float = field(default=0.0, metadata={"help": "dropout probability"})
     tie_weights: bool = field(default=False, metadata={"help": "share the token embedding with the output head"})
 
-    form_fields = ("n_layer", "n_head", "n_embd", "block_size")
+    form_fields = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
     @classmethod
     def from_form(cls, preset: dict, form: dict) -> dict:

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from ..data import BUILTIN
 from ..lora import TARGETS, LoRAConfig, adapter_parameters
+from ..machine import bf16_instructions, bf16_trains_fast
 from ..models import PRESETS, config_from_json, get_family, get_preset, make_config
 from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
@@ -27,8 +28,13 @@ X_AXES = ("step", "tokens", "FLOPs")
 MODES = ("from scratch", "LoRA fine-tune")
 LORA_LIMITS = {"r": 64}
 # Sizes a free 2-vCPU Space can train in minutes; larger settings are refused with a message.
-LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000}
-SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size")  # the form's size fields; each family says which it has
+LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_size": 128, "max_iters": 20000,
+          "warmup_iters": 20000, "bpe_vocab_size": 4096, "seed": 2**31 - 1}
+# The form's model fields; each family says which it has (config_class.form_fields).
+SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size")
+MODEL_FIELDS = (*SIZE_FIELDS, "dropout")
+TOKENIZERS = [("characters (char)", "char"), ("byte-level BPE (bpe)", "bpe")]
+MIN_BPE_VOCAB = 260  # byte-level BPE starts from the 256 bytes; fewer leaves no room for merges
 PLOT_EVERY_SECONDS = 0.5
 # The form's numbers in plain words, the code's name after them, and a line on what each does.
 FIELD_WORDS = {
@@ -38,12 +44,22 @@ FIELD_WORDS = {
     "block_size": ("context length (block_size)", "tokens the model sees at once"),
     "batch_size": ("sequences per step (batch_size)", "how many pieces of text each step learns from"),
     "max_iters": ("training steps (max_iters)", "optimizer updates, unless the time budget ends first"),
+    "warmup_iters": ("warmup steps (warmup_iters)", "steps over which the learning rate ramps up from 0"),
+    "bpe_vocab_size": ("BPE vocabulary size (bpe_vocab_size)",
+                       "tokens the BPE tokenizer learns from the corpus (characters: one per character)"),
+    "seed": ("seed (seed)", "the same seed and settings train the same model again"),
 }
 
 
-def whole_number_field(name: str, value) -> gr.Number:
+def bf16_note() -> str:
+    if bf16_trains_fast():
+        return f"train in bfloat16 where it is safe: faster here ({bf16_instructions() or 'a CUDA GPU'})"
+    return "this machine's CPU has no bf16 matmul instructions (avx512_bf16, amx_bf16): bf16 would be emulated, slower"
+
+
+def whole_number_field(name: str, value, minimum: int = 1, **options) -> gr.Number:
     label, info = FIELD_WORDS[name]
-    return gr.Number(value, step=1, label=label, info=info, minimum=1, maximum=LIMITS[name])
+    return gr.Number(value, step=1, label=label, info=info, minimum=minimum, maximum=LIMITS[name], **options)
 
 
 def check_limits(**values) -> None:
@@ -52,26 +68,69 @@ def check_limits(**values) -> None:
         whole_number(value, name, 1, LIMITS[name])
 
 
-def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds):
+@dataclasses.dataclass
+class Knobs:
+    """The form's "more knobs": what the CLI's train flags have beyond sizes and steps. Their
+    defaults are the ones a caller of the API gets when it leaves them out."""
+
+    tokenizer: str = "char"
+    bpe_vocab_size: int = 512
+    seed: int = 1337
+    dropout: float = 0.0
+    weight_decay: float = 0.1
+    warmup_iters: int = 100
+    bf16: bool = False
+
+    @classmethod
+    def from_form(cls, tokenizer=None, bpe_vocab_size=None, seed=None, dropout=None, weight_decay=None,
+                  warmup_iters=None, bf16=None) -> Knobs:
+        """The form's values, checked; one left out (None) takes its default."""
+        given = {"tokenizer": tokenizer, "bpe_vocab_size": bpe_vocab_size, "seed": seed, "dropout": dropout,
+                 "weight_decay": weight_decay, "warmup_iters": warmup_iters, "bf16": bf16}
+        knobs = cls(**{name: value for name, value in given.items() if value is not None})
+        if knobs.tokenizer not in dict(map(reversed, TOKENIZERS)):
+            raise ValueError(f"tokenizer must be char or bpe, got {knobs.tokenizer!r}")
+        knobs.bpe_vocab_size = whole_number(knobs.bpe_vocab_size, "BPE vocabulary size", MIN_BPE_VOCAB,
+                                            LIMITS["bpe_vocab_size"])
+        knobs.seed = whole_number(knobs.seed, "seed", 0, LIMITS["seed"])
+        knobs.warmup_iters = whole_number(knobs.warmup_iters, "warmup steps", 0, LIMITS["warmup_iters"])
+        if knobs.bf16 and not bf16_trains_fast():
+            raise ValueError("bf16 autocast is off on this machine: " + bf16_note())
+        return knobs
+
+    def train_settings(self) -> dict:
+        return {"seed": self.seed, "weight_decay": float(self.weight_decay), "warmup_iters": self.warmup_iters,
+                "dtype": "bfloat16" if self.bf16 else "float32"}
+
+
+def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
+                       knobs: Knobs | None = None):
     """The form's values as (family, model settings, TrainConfig), checked like the CLI checks them."""
+    knobs = knobs or Knobs()
     check_limits(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, batch_size=batch_size,
                  max_iters=max_iters)
     family, preset_settings = get_preset(preset)
-    form = {"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd), "block_size": int(block_size)}
+    form = {"n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd), "block_size": int(block_size),
+            "dropout": float(knobs.dropout)}
     # only the fields this family has; a family may adjust others to fit them (llama's n_kv_head)
     model = get_family(family).config_class.from_form(preset_settings.get("model", {}), form)
     train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
-             "max_seconds": float(max_seconds or 0), "attention_snapshots": True}  # for the Attention tab's replay
+             "max_seconds": float(max_seconds or 0), "attention_snapshots": True,  # for the Attention tab's replay
+             **knobs.train_settings()}
     return resolve_settings(preset=preset, model=model, train=train)
 
 
 @friendly
-def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, corpus):
+def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, corpus,
+             tokenizer=None, bpe_vocab_size=None):
     """Parameter count and FLOPs per token of the configuration, before any training."""
+    knobs = Knobs.from_form(tokenizer, bpe_vocab_size)
     family, model, train = settings_from_form(
-        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
+        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
     )
-    config = make_config(family, **{**model, "vocab_size": 65})  # character vocabularies are about this size
+    # a character vocabulary has about 65 tokens here; a BPE one what it is asked for
+    vocab_size = knobs.bpe_vocab_size if knobs.tokenizer == "bpe" else 65
+    config = make_config(family, **{**model, "vocab_size": vocab_size})
     parameters = parameter_count(config)
     flops = flops_per_token(config)
     tokens = train.max_iters * train.batch_size * config.block_size
@@ -133,9 +192,22 @@ def loss_figure(history: list[dict], steps: list[tuple[int, float]], x_axis: str
         for name in history[0].get("other_val_loss", {}):
             figure.add_scatter(x=x, y=[h["other_val_loss"][name] for h in history], mode="lines+markers",
                                name=f"val on {name} (base corpus)", line={"dash": "dash"})
+        if "accuracy" in history[0]:  # a task with answers: its share right, on an axis of its own
+            figure.add_scatter(x=x, y=[100 * h["accuracy"] for h in history], name="exact-match accuracy (%)",
+                               mode="lines+markers", yaxis="y2", line={"color": "green"})
+            figure.update_layout(yaxis2={"title": "val problems exactly right (%)", "overlaying": "y",
+                                         "side": "right", "range": [0, 100]})
     figure.update_layout(xaxis_title=x_axis, yaxis_title="loss (nats/token)", height=380,
-                         margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h"})
+                         margin={"l": 50, "r": 50, "t": 30, "b": 40}, legend={"orientation": "h"})
     return figure
+
+
+def accuracy_line(history: list[dict]) -> str:
+    """The last evaluation's exact-match accuracy, for a task with answers; else nothing."""
+    if not history or "accuracy" not in history[-1]:
+        return ""
+    last = history[-1]
+    return f" · exact-match accuracy {100 * last['accuracy']:.0f} % at step {last['step']:,}"
 
 
 def status_line(event) -> str:
@@ -147,16 +219,19 @@ def status_line(event) -> str:
 
 @friendly
 def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
-          corpus, upload, x_axis, request: gr.Request, progress=gr.Progress()):
+          corpus, upload, x_axis, tokenizer=None, bpe_vocab_size=None, seed=None, dropout=None, weight_decay=None,
+          warmup_iters=None, bf16=None, request: gr.Request = None, progress=gr.Progress()):
     """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
     session = session_of(request)
     session.stop_requested.clear()
+    knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16)
     family, model, train_settings = settings_from_form(
-        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds
+        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
     )
     name, out_dir = session.new_model_dir(preset)
     trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
-                      train=dataclasses.asdict(train_settings), out_dir=out_dir)
+                      train=dataclasses.asdict(train_settings), tokenizer=knobs.tokenizer,
+                      bpe_vocab_size=knobs.bpe_vocab_size, out_dir=out_dir)
     yield from stream_run(session, trainer, name, out_dir, x_axis, progress)
 
 
@@ -202,7 +277,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
                 last_step = event
                 steps.append((event.step, event.loss))
                 progress((event.step, event.max_iters), desc="training")
-                status = status_line(event)
+                status = status_line(event) + accuracy_line(trainer.history)
                 if time.monotonic() - last_draw < PLOT_EVERY_SECONDS:
                     continue
             elif event.kind == "eval":
@@ -229,6 +304,9 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
 def result_line(trainer) -> str:
     history = trainer.history
     line = f"best val loss {trainer.best_val_loss:.4f} after {trainer.step:,} steps, {trainer.train_seconds:.0f} s."
+    if history and "accuracy" in history[-1]:
+        line += (f" Exact-match accuracy on {len(trainer.val_problems)} val problems: "
+                 f"{100 * history[-1]['accuracy']:.0f} % (greedy decoding).")
     if history and history[0].get("other_val_loss"):  # a fine-tune: where it started, and the forgetting
         first, best = history[0], min(history, key=lambda h: h["val_loss"])
         line += (f" On the new corpus val went {first['val_loss']:.3f} → {best['val_loss']:.3f}; "
@@ -260,15 +338,16 @@ def preset_values(preset: str):
     family, model, train = resolve_settings(preset=preset)
     config = make_config(family, **model)
     sizes = [getattr(config, name, placeholder) for name, placeholder in zip(SIZE_FIELDS, (1, 1, 32, 64))]
-    return (*sizes, train.batch_size, train.max_iters, train.learning_rate)
+    return (*sizes, train.batch_size, train.max_iters, train.learning_rate, getattr(config, "dropout", 0.0),
+            train.weight_decay, train.warmup_iters)
 
 
 def form_fields(preset: str):
-    """Grey out the size fields the preset's family does not have, and say so in their info."""
+    """Grey out the model fields the preset's family does not have, and say so in their info."""
     family = get_family(get_preset(preset)[0])
     has = family.config_class.form_fields
     return tuple(gr.update(interactive=name in has, info=None if name in has else f"a {family.name} model has none")
-                 for name in SIZE_FIELDS)
+                 for name in MODEL_FIELDS)
 
 
 def switch_mode(mode: str, preset: str):
@@ -277,18 +356,18 @@ def switch_mode(mode: str, preset: str):
     if lora:
         iters, rate, corpus = FINETUNE_DEFAULTS["max_iters"], FINETUNE_DEFAULTS["learning_rate"], "kjv"
     else:
-        _, _, _, _, _, iters, rate = preset_values(preset)
+        iters, rate = preset_values(preset)[5:7]
         corpus = "shakespeare"
     return (gr.update(visible=not lora), gr.update(visible=not lora), gr.update(visible=lora),
-            gr.update(visible=not lora), gr.update(visible=lora), iters, rate, corpus)
+            gr.update(visible=not lora), gr.update(visible=lora), iters, rate, corpus, gr.update(visible=not lora))
 
 
 def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
-                  corpus, base, r, alpha, targets, request: gr.Request):
+                  corpus, base, r, alpha, targets, tokenizer=None, bpe_vocab_size=None, request: gr.Request = None):
     if mode == MODES[1]:
         return describe_lora(base, r, alpha, targets, request)
     return describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
-                    corpus)
+                    corpus, tokenizer, bpe_vocab_size)
 
 
 def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
@@ -318,6 +397,21 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
         learning_rate = gr.Number(defaults[6], label="learning rate (learning_rate)",
                                   info="how far each step moves the weights")
         max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
+    knobs = Knobs()
+    with gr.Accordion("more knobs: tokenizer, seed, dropout, weight decay, warmup, bf16", open=False) as more:
+        with gr.Row():
+            tokenizer = gr.Radio(TOKENIZERS, value=knobs.tokenizer, label="tokenizer (tokenizer)",
+                                 info="one token per character, or byte-level BPE learned from the corpus")
+            bpe_vocab_size = whole_number_field("bpe_vocab_size", knobs.bpe_vocab_size, minimum=MIN_BPE_VOCAB)
+            seed = whole_number_field("seed", knobs.seed, minimum=0)
+        with gr.Row():
+            dropout = gr.Slider(0.0, 0.5, defaults[7], step=0.05, label="dropout (dropout)",
+                                info="share of activations zeroed at random while training, against overfitting")
+            weight_decay = gr.Number(defaults[8], minimum=0, label="weight decay (weight_decay)",
+                                     info="how hard each step pulls the weight matrices toward zero")
+            warmup_iters = whole_number_field("warmup_iters", defaults[9], minimum=0)
+            bf16 = gr.Checkbox(knobs.bf16, label="bf16 autocast (dtype=bfloat16)", info=bf16_note(),
+                               interactive=bf16_trains_fast())
     summary = gr.Markdown()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
@@ -330,16 +424,19 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     download = gr.File(label="checkpoint (zip)")
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
+    more_knobs = [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16]
     lora_form = [base, lora_r, lora_alpha, lora_targets]
-    gr.on([c.change for c in [mode, *form, corpus, *lora_form]], describe_mode, [mode, *form, corpus, *lora_form],
-          summary, api_name="describe", show_progress="hidden")
-    preset.change(preset_values, preset, form[1:8], api_name="preset_values").then(
-        form_fields, preset, form[1:5], api_name="form_fields", show_progress="hidden")
+    gr.on([c.change for c in [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size]], describe_mode,
+          [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size], summary, api_name="describe",
+          show_progress="hidden")
+    preset.change(preset_values, preset, [*form[1:8], dropout, weight_decay, warmup_iters],
+                  api_name="preset_values").then(
+        form_fields, preset, [*form[1:5], dropout], api_name="form_fields", show_progress="hidden")
     mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
-                                              learning_rate, corpus], api_name="switch_mode")
+                                              learning_rate, corpus, more], api_name="switch_mode")
     outputs = [plot, status, sample, model_names, download]
     start.click(
-        train, [*form, corpus, upload, x_axis], outputs,
+        train, [*form, corpus, upload, x_axis, *more_knobs], outputs,
         api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
     )
     start_lora.click(
