@@ -78,7 +78,8 @@ def machine_line() -> str:
 
 
 def forget_session(request: gr.Request) -> None:
-    """The visitor left: stop their training, delete their models and files."""
+    """The visitor left: stop their training, delete their models and files, leave the trainer's line."""
+    train_tab.TRAINER_LINE.leave(request.session_hash)
     end_session(request.session_hash)
 
 

@@ -6,6 +6,7 @@ the model forgets while it learns."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -20,6 +21,7 @@ from ..machine import bf16_instructions, bf16_trains_fast
 from ..models import PRESETS, config_from_json, get_family, get_preset, make_config
 from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
+from ..waiting import WaitingLine
 from .common import first_of, friendly, model_choices, session_of, whole_number
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -36,6 +38,9 @@ MODEL_FIELDS = (*SIZE_FIELDS, "dropout")
 TOKENIZERS = [("characters (char)", "char"), ("byte-level BPE (bpe)", "bpe")]
 MIN_BPE_VOCAB = 260  # byte-level BPE starts from the 256 bytes; fewer leaves no room for merges
 PLOT_EVERY_SECONDS = 0.5
+# The app trains one model at a time (the "train" concurrency group): everyone who presses a Start
+# button waits in this line, and is told how long from the budgets of the runs ahead.
+TRAINER_LINE = WaitingLine()
 # The form's numbers in plain words, the code's name after them, and a line on what each does.
 FIELD_WORDS = {
     "n_layer": ("layers (n_layer)", "blocks (or LSTM layers) stacked one after another"),
@@ -210,6 +215,33 @@ def accuracy_line(history: list[dict]) -> str:
     return f" · exact-match accuracy {100 * last['accuracy']:.0f} % at step {last['step']:,}"
 
 
+def session_key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+@contextlib.contextmanager
+def trainer_turn(request: gr.Request | None, max_seconds):
+    """The run's turn at the trainer, from its start to its end however it ends; a run that ended
+    by its budget (``turn["reason"]``) teaches the line how long runs take beyond their budget."""
+    key, turn = session_key(request), {"reason": None}
+    TRAINER_LINE.start(key, time_budget(max_seconds))
+    try:
+        yield turn
+    finally:
+        TRAINER_LINE.finish(key, ended_by_budget=turn["reason"] == "max_seconds")
+
+
+def time_budget(max_seconds) -> float | None:
+    ok = isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool)
+    return float(max_seconds) if ok and 0 < max_seconds < float("inf") else None
+
+
+def join_line(max_seconds, request: gr.Request) -> str:
+    """Take a place in the trainer's line; say how long the runs ahead will take (their budgets)."""
+    estimate = TRAINER_LINE.join(session_key(request), time_budget(max_seconds))
+    return estimate.words() or "starting…"
+
+
 def status_line(event) -> str:
     eta = f"{event.eta:.0f} s" if event.eta is not None else "?"
     return (f"step {event.step:,}/{event.max_iters:,} · loss {event.loss:.4f} · {event.tokens_per_sec:,.0f} tokens/s · "
@@ -224,15 +256,16 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
     session = session_of(request)
     session.stop_requested.clear()
-    knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16)
-    family, model, train_settings = settings_from_form(
-        preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
-    )
-    name, out_dir = session.new_model_dir(preset)
-    trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
-                      train=dataclasses.asdict(train_settings), tokenizer=knobs.tokenizer,
-                      bpe_vocab_size=knobs.bpe_vocab_size, out_dir=out_dir)
-    yield from stream_run(session, trainer, name, out_dir, x_axis, progress)
+    with trainer_turn(request, max_seconds) as turn:
+        knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16)
+        family, model, train_settings = settings_from_form(
+            preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
+        )
+        name, out_dir = session.new_model_dir(preset)
+        trainer = new_run(corpus_source(corpus, upload), preset=preset, model=model,
+                          train=dataclasses.asdict(train_settings), tokenizer=knobs.tokenizer,
+                          bpe_vocab_size=knobs.bpe_vocab_size, out_dir=out_dir)
+        yield from stream_run(session, trainer, name, out_dir, x_axis, progress, turn)
 
 
 @friendly
@@ -241,24 +274,26 @@ def finetune(base, r, alpha, targets, drop_unknown, batch_size, max_iters, learn
     """LoRA fine-tune a model of this session on a corpus; stream like ``train``."""
     session = session_of(request)
     session.stop_requested.clear()
-    if not base:
-        raise ValueError("pick a base model to fine-tune")
-    lora = lora_settings(r, alpha, targets)
-    check_limits(batch_size=batch_size, max_iters=max_iters)
-    train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
-             "min_lr": min(FINETUNE_DEFAULTS["min_lr"], float(learning_rate)), "max_seconds": float(max_seconds or 0),
-             "sample_tokens": 200, "attention_snapshots": True}
-    name, out_dir = session.new_model_dir(f"{base}-lora")
-    trainer = new_finetune(session.path_of(base), corpus_source(corpus, upload), lora, train, out_dir,
-                           drop_unknown=bool(drop_unknown))
-    dropped = trainer.run_info.get("dropped_characters")
-    if dropped:
-        gr.Info(f"dropped {dropped:,} characters that {base}'s vocabulary has no token for")
-    yield from stream_run(session, trainer, name, out_dir, x_axis, progress)
+    with trainer_turn(request, max_seconds) as turn:
+        if not base:
+            raise ValueError("pick a base model to fine-tune")
+        lora = lora_settings(r, alpha, targets)
+        check_limits(batch_size=batch_size, max_iters=max_iters)
+        train = {"batch_size": int(batch_size), "max_iters": int(max_iters), "learning_rate": float(learning_rate),
+                 "min_lr": min(FINETUNE_DEFAULTS["min_lr"], float(learning_rate)),
+                 "max_seconds": float(max_seconds or 0), "sample_tokens": 200, "attention_snapshots": True}
+        name, out_dir = session.new_model_dir(f"{base}-lora")
+        trainer = new_finetune(session.path_of(base), corpus_source(corpus, upload), lora, train, out_dir,
+                               drop_unknown=bool(drop_unknown))
+        dropped = trainer.run_info.get("dropped_characters")
+        if dropped:
+            gr.Info(f"dropped {dropped:,} characters that {base}'s vocabulary has no token for")
+        yield from stream_run(session, trainer, name, out_dir, x_axis, progress, turn)
 
 
-def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress):
-    """Run ``trainer`` and stream (plot, status, sample, model list, download). Stop keeps the best."""
+def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress, turn: dict):
+    """Run ``trainer`` and stream (plot, status, sample, model list, download). Stop keeps the best;
+    ``turn`` learns how the run ended."""
     session.trainer = trainer
     if session.stop_requested.is_set():  # Stop was pressed while the data was being prepared
         trainer.stop()
@@ -284,6 +319,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
                 sample = event.sample or sample
             elif event.kind == "done":
                 session.own[name] = out_dir
+                turn["reason"] = event.reason
                 break
             last_draw = time.monotonic()
             figure = loss_figure(trainer.history, steps, x_axis, flops, tokens_per_step)
@@ -419,6 +455,9 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
         stop_button = gr.Button("Stop")
         x_axis = gr.Radio(list(X_AXES), value="step", label="x axis")
     status = gr.Markdown("pick a preset and press Start")
+    # gradio's progress (queue rank, then the steps) shows here, so that the status stays readable
+    # while a visitor waits: it holds the estimated wait
+    progress_bar = gr.Markdown(elem_classes="progress-bar")
     plot = gr.Plot(label="loss")
     sample = gr.Textbox(label="sample at the last evaluation", lines=6)
     download = gr.File(label="checkpoint (zip)")
@@ -435,13 +474,15 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
                                               learning_rate, corpus, more], api_name="switch_mode")
     outputs = [plot, status, sample, model_names, download]
-    start.click(
+    line = dict(fn=join_line, inputs=max_seconds, outputs=status, api_name="join_training_line",
+                concurrency_limit=None, show_progress="hidden")
+    start.click(**line).then(
         train, [*form, corpus, upload, x_axis, *more_knobs], outputs,
-        api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
+        api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=progress_bar,
     )
-    start_lora.click(
+    start_lora.click(**{**line, "api_name": "join_training_line_lora"}).then(
         finetune, [*lora_form, drop_unknown, batch_size, max_iters, learning_rate, max_seconds, corpus, upload, x_axis],
-        outputs, api_name="finetune", concurrency_limit=1, concurrency_id="train", show_progress_on=status,
+        outputs, api_name="finetune", concurrency_limit=1, concurrency_id="train", show_progress_on=progress_bar,
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)

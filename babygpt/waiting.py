@@ -1,0 +1,119 @@
+"""The line for the one trainer an app has: who is training, who waits, and how long they will wait.
+
+An app trains one model at a time (a free Space has two cores), so a visitor who presses Train
+while someone else trains waits. gradio tells them their rank; this tells them the wait, from
+the runs' own time budgets: the running one's budget left, plus every waiting run ahead's budget,
+plus what a run takes beyond its budget (preparing the data, the last evaluation, saving), learned
+from the runs that ended by their budget here.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+# What a run takes beyond its budget until one here has ended by its budget (then it is measured).
+FIRST_OVERHEAD_SECONDS = 3.0
+# A visitor who left while waiting takes no part in anyone's wait after this long.
+FORGET_WAITING_AFTER_SECONDS = 3600.0
+
+
+@dataclass
+class Ticket:
+    key: str  # who: a session
+    budget: float | None  # the run's time budget in seconds; None = no budget, its length is unknown
+    joined: float
+    started: float | None = None
+
+
+@dataclass
+class Estimate:
+    ahead: int  # runs before this one: the running one and those waiting ahead
+    seconds: float  # estimated wait (a lower bound when ``unknown`` > 0)
+    unknown: int  # runs ahead without a time budget, whose length nobody knows
+
+    def words(self) -> str:
+        """The estimate as the Train tab shows it ("" when nobody is ahead)."""
+        if not self.ahead:
+            return ""
+        runs = "1 training" if self.ahead == 1 else f"{self.ahead} trainings"
+        if self.unknown:
+            wait = (f"at least {format_wait(self.seconds)} ({self.unknown} of them without a time budget, so "
+                    "how much longer nobody knows)")
+        else:
+            wait = f"about {format_wait(self.seconds)}"
+        return (f"**waiting for the trainer**: {runs} ahead of yours (one app trains one model at a time); "
+                f"estimated wait {wait}, from their time budgets.")
+
+
+def format_wait(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+class WaitingLine:
+    """Thread-safe: handlers of several visitors call it at once."""
+
+    def __init__(self, overhead: float = FIRST_OVERHEAD_SECONDS, clock=time.monotonic):
+        self.overhead = overhead
+        self.measured: list[float] = []  # the last runs' overheads; until one, ``overhead`` is a guess
+        self.clock = clock
+        self.tickets: list[Ticket] = []  # in the order they joined; a started one stays until it finishes
+        self.lock = threading.Lock()
+
+    def join(self, key: str, budget: float | None) -> Estimate:
+        """``key`` waits for a run of ``budget`` seconds (joining again replaces its place)."""
+        with self.lock:
+            self.forget_stale()
+            self.tickets = [t for t in self.tickets if t.key != key]
+            self.tickets.append(Ticket(key, budget or None, self.clock()))
+            return self.estimate_locked(key)
+
+    def start(self, key: str, budget: float | None) -> None:
+        """``key``'s run begins (one that never joined, an API call, joins as it starts)."""
+        with self.lock:
+            ticket = next((t for t in self.tickets if t.key == key), None)
+            if ticket is None:
+                ticket = Ticket(key, budget or None, self.clock())
+                self.tickets.append(ticket)
+            ticket.budget, ticket.started = budget or None, self.clock()
+
+    def finish(self, key: str, ended_by_budget: bool) -> None:
+        """``key``'s run is over; one that ran to its budget teaches the overhead."""
+        with self.lock:
+            ticket = next((t for t in self.tickets if t.key == key), None)
+            self.tickets = [t for t in self.tickets if t.key != key]
+            if ticket and ticket.started is not None and ticket.budget and ended_by_budget:
+                # the lower median of the last few: the first run after a start is slower (torch warms up)
+                self.measured = [*self.measured, max(0.0, self.clock() - ticket.started - ticket.budget)][-5:]
+                self.overhead = statistics.median_low(self.measured)
+
+    def leave(self, key: str) -> None:
+        with self.lock:
+            self.tickets = [t for t in self.tickets if t.key != key]
+
+    def estimate(self, key: str) -> Estimate:
+        with self.lock:
+            return self.estimate_locked(key)
+
+    def estimate_locked(self, key: str) -> Estimate:
+        now, seconds, unknown, ahead = self.clock(), 0.0, 0, 0
+        for ticket in self.tickets:
+            if ticket.key == key:
+                break
+            ahead += 1
+            if ticket.budget is None:
+                unknown += 1
+                continue
+            left = ticket.budget + self.overhead
+            if ticket.started is not None:
+                left = max(0.0, left - (now - ticket.started))
+            seconds += left
+        return Estimate(ahead, seconds, unknown)
+
+    def forget_stale(self) -> None:
+        now = self.clock()
+        self.tickets = [t for t in self.tickets
+                        if t.started is not None or now - t.joined < FORGET_WAITING_AFTER_SECONDS]

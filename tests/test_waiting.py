@@ -1,0 +1,125 @@
+"""The trainer's waiting line: the estimate from the runs' own budgets, on a clock the test moves."""
+
+import re
+
+from babygpt.waiting import Estimate, WaitingLine
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_wait_is_the_running_runs_budget_left_plus_every_budget_ahead():
+    clock = Clock()
+    line = WaitingLine(overhead=2.0, clock=clock)
+    assert line.join("a", 60) == Estimate(0, 0.0, 0), "nobody ahead: no wait"
+    line.start("a", 60)
+    clock.now += 20
+    assert line.join("b", 30).seconds == 60 + 2 - 20  # a: its budget and overhead, less what it has run
+    assert line.join("c", 10) == Estimate(2, 42 + 32, 0)
+    assert "2 trainings ahead" in line.estimate("c").words() and "1 min 14 s" in line.estimate("c").words()
+    line.finish("a", ended_by_budget=False)
+    line.start("b", 30)
+    assert line.estimate("c") == Estimate(1, 32.0, 0)
+
+
+def test_a_run_that_ends_by_its_budget_teaches_the_overhead():
+    clock = Clock()
+    line = WaitingLine(overhead=3.0, clock=clock)
+    line.start("a", 10)
+    clock.now += 15  # 5 s beyond its budget
+    line.finish("a", ended_by_budget=True)
+    assert line.overhead == 5, "the first measurement replaces the guess"
+    line.start("b", 10)
+    clock.now += 2  # stopped early: says nothing about the overhead
+    line.finish("b", ended_by_budget=False)
+    assert line.overhead == 5
+    for key, beyond in (("c", 1), ("d", 1.5)):
+        line.start(key, 10)
+        clock.now += 10 + beyond
+        line.finish(key, ended_by_budget=True)
+    assert line.overhead == 1.5, "the lower median of the last runs: one slow first run does not count for long"
+
+
+def test_runs_without_a_budget_make_the_estimate_a_lower_bound():
+    clock = Clock()
+    line = WaitingLine(overhead=1.0, clock=clock)
+    line.start("a", None)
+    line.join("b", 5)
+    estimate = line.join("c", 5)
+    assert estimate == Estimate(2, 6.0, 1) and "at least 6 s" in estimate.words()
+
+
+def test_joining_again_replaces_ones_place_and_leaving_frees_it():
+    clock = Clock()
+    line = WaitingLine(overhead=0.0, clock=clock)
+    line.start("a", 10)
+    line.join("b", 10)
+    line.join("c", 10)
+    assert line.join("b", 20).ahead == 2, "b joined again: now behind c"
+    line.leave("c")
+    assert line.estimate("b") == Estimate(1, 10.0, 0)
+
+
+def test_a_visitor_who_never_started_is_forgotten_after_an_hour():
+    clock = Clock()
+    line = WaitingLine(overhead=0.0, clock=clock)
+    line.join("gone", 10)
+    line.join("waiting", 10)
+    clock.now += 3601
+    assert line.join("new", 10).ahead == 0
+
+
+def test_three_queued_trainings_are_told_their_wait_within_30_percent(app_url):
+    """Through the app: one visitor trains, three press Start behind them. Each is told an estimate
+    when pressing (the button's first event); the wait it measures is from then until its run
+    starts. Every run has the same time budget and ends by it."""
+    import threading
+    import time
+
+    from gradio_client import Client
+    from test_app import TINY_TRAINING
+
+    budget = 4
+    settings = {**TINY_TRAINING, "max_iters": 20000, "max_seconds": budget, "batch_size": 8}
+
+    def press(c: Client):
+        note = c.predict(budget, api_name="/join_training_line")
+        pressed = time.monotonic()
+        job = c.submit(*settings.values(), api_name="/train")
+        started = {}
+
+        def watch():
+            while not job.done():
+                if "started" not in started and job.status().code.name in ("PROCESSING", "ITERATING"):
+                    started["started"] = time.monotonic()
+                time.sleep(0.02)
+            started.setdefault("started", time.monotonic())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        while job.status().code.name in ("STARTING", "JOINING_QUEUE"):  # in the server's queue before the next
+            time.sleep(0.02)
+        return note, pressed, job, started, watcher
+
+    clients = [Client(app_url, verbose=False, analytics_enabled=False) for _ in range(5)]
+    for _ in range(2):  # runs by their budget first: the line learns what a run takes beyond it
+        clients[0].predict(budget, api_name="/join_training_line")
+        clients[0].predict(*settings.values(), api_name="/train")
+    runs = [press(c) for c in clients[1:]]
+    for *_, job, _, watcher in runs:
+        job.result()
+        watcher.join()
+    assert runs[0][0] == "starting…", "nobody ahead of the first"
+    for position, (note, pressed, _, started, _) in enumerate(runs[1:], start=1):
+        assert f"{position} training" in note, note
+        estimate = float(re.search(r"about (?:(\d+) min )?(\d+) s", note).group(2))
+        minutes = re.search(r"about (\d+) min", note)
+        estimate += 60 * int(minutes.group(1)) if minutes else 0
+        actual = started["started"] - pressed
+        print(f"position {position}: estimated {estimate:.0f} s, waited {actual:.1f} s")
+        assert abs(estimate - actual) <= 0.3 * actual, (position, note, actual)
