@@ -6,7 +6,8 @@ by the project's own command line, with the preset's own training settings and n
 
     python -m babygpt train --preset NAME --data shakespeare --out checkpoints/NAME --sample-tokens 0
 
-For each model the script then
+(``gpt-block`` also with ``--attention-snapshots``: its heads' attention at every evaluation, for
+the Attention tab's replay of heads forming; that changes no weight.) For each model the script then
 
 1. deletes the resume files ``training_state.safetensors`` and ``training_state.json`` (shipped
    checkpoints are for sampling and evaluation, not for resuming, and must stay small);
@@ -85,10 +86,16 @@ EVAL_LINE = re.compile(r"val loss (?P<loss>[\d.]+) nats/token, (?P<bpc>[\d.]+) b
 # Commands
 # --------------------------------------------------------------------------
 
+# Trained keeping every head's attention at each evaluation, so that the Attention tab (and Start
+# here's step 4) can replay heads forming on a shipped model; the snapshots change no weight.
+WITH_ATTENTION_SNAPSHOTS = {"gpt-block"}
+
+
 def train_command(name: str) -> list[str]:
     out = f"checkpoints/{name}"
+    snapshots = ["--attention-snapshots"] if name in WITH_ATTENTION_SNAPSHOTS else []
     return [sys.executable, "-m", "babygpt", "train", "--preset", name, "--data", CORPUS, "--out", out,
-            "--sample-tokens", "0"]
+            "--sample-tokens", "0", *snapshots]
 
 
 def eval_command(name: str) -> list[str]:
@@ -238,6 +245,9 @@ the built-in `shakespeare` corpus (character tokenizer) with the preset's own tr
 ```bash
 python -m babygpt train --preset NAME --data shakespeare --out checkpoints/NAME --sample-tokens 0
 ```
+
+`gpt-block` is trained with `--attention-snapshots` too: `attention_snapshots.safetensors` keeps its
+heads' attention at every evaluation, so that the app's Attention tab replays the heads forming.
 
 Each directory is an ordinary checkpoint (`config.json`, `tokenizer.json`, `model.safetensors`
 with the weights of the best val loss, `metrics.json`) without the resume files

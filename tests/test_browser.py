@@ -234,3 +234,69 @@ def test_leaving_the_page_deletes_the_visitors_files(app_url, page):
     while any(os.path.exists(d) for d in created) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(os.path.exists(d) for d in created), "the folder is deleted when the visitor leaves"
+
+
+def test_a_new_visitor_follows_start_here_step_by_step(page, app_url):
+    """A second visitor, as a learner would: Start here first, each step's button, each tab it opens."""
+    visitor = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    visitor.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    visitor.on("pageerror", lambda e: errors.append(str(e)))
+    visitor.goto(app_url, wait_until="domcontentloaded")
+    # the first tab: the ladder's table, what each rung buys, every rung's sample
+    visitor.get_by_text("What each rung buys").wait_for(timeout=30_000)
+    visitor.wait_for_function("document.querySelectorAll('.rung-sample').length === 8", timeout=60_000)
+    assert "as unsure as picking among" in visitor.inner_text("body")
+    shot(visitor, "start-here")
+
+    def step(button: str):
+        open_tab(visitor, "Start here")
+        visitor.get_by_role("button", name=button).click()
+
+    step("Compare six rungs side by side →")
+    visitor.get_by_role("button", name="Generate").wait_for(timeout=30_000)  # roles match shown elements only
+    visitor.wait_for_function("[...document.querySelectorAll('textarea')].some(t => t.value === 'ROMEO:\\n')",
+                              timeout=30_000)
+    visitor.get_by_role("button", name="Generate").click()
+    visitor.wait_for_function("document.querySelectorAll('.bg-col').length === 6", timeout=90_000)
+    visitor.wait_for_function("!document.querySelector('.bg-grid').textContent.includes('writing…')", timeout=90_000)
+    shot(visitor, "start-compare")
+
+    step("Set up a one-minute training →")
+    visitor.get_by_role("button", name="Start training").wait_for(timeout=30_000)
+    budget = visible(visitor.get_by_label("time budget (s, 0 = none)"))
+    assert budget.input_value() == "60"
+    budget.fill("6")  # the test's minute is shorter
+    budget.press("Enter")
+    visitor.get_by_role("button", name="Start training").click()
+    visitor.get_by_text("is ready").wait_for(timeout=120_000)
+
+    step("Open Inside →")
+    visitor.get_by_role("button", name="Walk through the forward pass").wait_for(timeout=30_000)
+    visitor.wait_for_function("document.body.innerText.includes('my-gpt: ')", timeout=60_000)
+    assert visible(visitor.get_by_label("model", exact=True)).input_value() == "my-gpt"
+
+    step("Open Attention →")
+    visitor.get_by_role("button", name="Attention over training").wait_for(timeout=30_000)
+    assert visible(visitor.get_by_label("model", exact=True)).input_value() == "my-gpt"
+    visitor.get_by_role("button", name="Attention over training").click()
+    # the test's 6-s run evaluates once or twice; a minute's run a few times
+    visitor.wait_for_function("document.body.innerText.includes('of every head on the')", timeout=60_000)
+    shot(visitor, "start-attention")
+
+    step("Set up a LoRA fine-tune →")
+    start = visitor.get_by_role("button", name="Start fine-tune")
+    start.wait_for(timeout=30_000)
+    assert visible(visitor.get_by_label("base model (kept frozen)")).input_value() == "my-gpt"
+    assert visible(visitor.get_by_label("corpus", exact=True)).input_value() == "kjv"
+    steps = visible(visitor.get_by_label("training steps (max_iters)"))
+    steps.fill("20")
+    steps.press("Enter")
+    start.click()
+    visitor.wait_for_function("document.body.innerText.includes('(the base corpus)')", timeout=120_000)
+
+    step("Open the Hub tab →")
+    visitor.get_by_role("button", name="Download checkpoint (zip)").wait_for(timeout=30_000)
+    assert visible(visitor.get_by_label("model", exact=True)).input_value() == "my-gpt-lora"
+    assert errors == []
+    visitor.close()

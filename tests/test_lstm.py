@@ -156,4 +156,4 @@ def test_the_shipped_lstm_sits_on_the_ladder_and_the_app_takes_it(app_url):
     figure, status, sample, names, archive = client.predict(*settings.values(), api_name="/train")
     assert "my-lstm" in names and "is ready" in status
     updates = client.predict("lstm", api_name="/form_fields")
-    assert [u.get("interactive") for u in updates] == [True, False, True, True, False]  # no heads, no dropout
+    assert [u.get("interactive") for u in updates] == [True, False, True, True, True]  # no heads

@@ -42,6 +42,7 @@ def test_new_model_names_are_unique_and_safe():
         again, _ = session.new_model_dir("../../etc/passwd")
         assert again != name
         assert session.new_model_dir("gpt")[0] == "my-gpt"
+        assert session.new_model_dir("my-gpt-lora")[0] == "my-gpt-lora", "a fine-tune of my-gpt: one my-"
     finally:
         end_session("names")
 

@@ -54,6 +54,11 @@ class BaseConfig:
         """A preset's model settings with the Train tab's values of this family's ``form_fields``."""
         return {**preset, **{name: value for name, value in form.items() if name in cls.form_fields}}
 
+    def in_words(self) -> str:
+        """What this model looks at to guess the next token, in one plain sentence from its own
+        settings (Start here's ladder says what each rung adds)."""
+        return f"a model over the last {self.block_size} tokens"
+
 
 def check_int(config: Any, name: str, minimum: int | None = None) -> None:
     value = getattr(config, name)

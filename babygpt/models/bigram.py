@@ -20,7 +20,8 @@ from .stages import InsideView, Stage, shown, top_bars
 
 @dataclass
 class BigramConfig(BaseConfig):
-    pass
+    def in_words(self) -> str:
+        return f"only the last token: a table of {self.vocab_size}×{self.vocab_size} next-token scores"
 
 
 class Bigram(LanguageModel):
@@ -65,7 +66,9 @@ class Bigram(LanguageModel):
 
 PRESETS = {
     # A table learns fast with a large learning rate; there is nothing to overfit but counts.
-    "bigram": {"model": {"block_size": 8}, "train": {"learning_rate": 1e-1, "max_iters": 1000, "batch_size": 32}},
+    # The first rung of Start here's ladder ("builds_on": the rung a preset adds one idea to).
+    "bigram": {"model": {"block_size": 8}, "train": {"learning_rate": 1e-1, "max_iters": 1000, "batch_size": 32},
+               "builds_on": None},
 }
 
 FAMILY = Family("bigram", BigramConfig, Bigram, PRESETS, "a V×V table of next-token logits (makemore part 1)")

@@ -98,6 +98,21 @@ class GPTConfig(BaseConfig):
     def head_dim(self) -> int:
         return self.attn_rank or self.n_embd // self.n_head
 
+    def in_words(self) -> str:
+        heads = "1 attention head" if self.n_head == 1 else f"{self.n_head} attention heads"
+        if not self.feed_forward and not self.layer_norm:
+            words = f"the last {self.block_size} tokens through {heads}, and nothing else (no MLP, no norm)"
+        else:
+            blocks = "1 block" if self.n_layer == 1 else f"{self.n_layer} blocks"
+            words = (f"the last {self.block_size} tokens through {blocks} of {heads}"
+                     + (" and an MLP" if self.feed_forward else "") + ", with residual connections"
+                     + (" and LayerNorm" if self.layer_norm else ""))
+        if self.time_weighting:
+            words += "; each head also learns a weight for every distance"
+        if self.attn_rank:
+            words += f"; queries, keys and values of only {self.attn_rank} numbers per head"
+        return words
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, index: int):
@@ -438,10 +453,14 @@ _ATTENTION_ONLY = {"n_layer": 1, "feed_forward": False, "layer_norm": False, "ti
 _CPU_TRAINING = {"batch_size": 12, "learning_rate": 1e-3, "max_iters": 2000, "warmup_iters": 100}
 
 PRESETS = {
-    "gpt-single-head": {"model": {**_LADDER, **_ATTENTION_ONLY, "n_head": 1}, "train": _CPU_TRAINING},
-    "gpt-multi-head": {"model": {**_LADDER, **_ATTENTION_ONLY, "n_head": 4}, "train": _CPU_TRAINING},
-    "gpt-block": {"model": {**_LADDER, "n_layer": 1, "n_head": 4}, "train": _CPU_TRAINING},
-    "gpt": {"model": {**_LADDER, "n_layer": 4, "n_head": 4}, "train": _CPU_TRAINING},
+    # the attention path starts from the bigram's table, as the recurrent one does
+    "gpt-single-head": {"model": {**_LADDER, **_ATTENTION_ONLY, "n_head": 1}, "train": _CPU_TRAINING,
+                        "builds_on": "bigram"},
+    "gpt-multi-head": {"model": {**_LADDER, **_ATTENTION_ONLY, "n_head": 4}, "train": _CPU_TRAINING,
+                       "builds_on": "gpt-single-head"},
+    "gpt-block": {"model": {**_LADDER, "n_layer": 1, "n_head": 4}, "train": _CPU_TRAINING,
+                  "builds_on": "gpt-multi-head"},
+    "gpt": {"model": {**_LADDER, "n_layer": 4, "n_head": 4}, "train": _CPU_TRAINING, "builds_on": "gpt-block"},
     "gpt-time-weighted": {
         "model": {**_LADDER, "n_layer": 4, "n_head": 4, "time_weighting": True},
         "train": _CPU_TRAINING,

@@ -102,6 +102,12 @@ class LlamaConfig(BaseConfig):
     def hidden_size(self) -> int:
         return self.mlp_hidden or 32 * math.ceil(8 * self.n_embd / 3 / 32)
 
+    def in_words(self) -> str:
+        sharing = (f", {self.n_head // self.n_kv_head} query heads sharing each key/value head"
+                   if self.n_kv_head < self.n_head else "")
+        return (f"the last {self.block_size} tokens through {self.n_layer} blocks of {self.n_head} attention heads"
+                f"{sharing}, positions as rotations (RoPE), RMSNorm and a gated SwiGLU MLP")
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
@@ -417,6 +423,7 @@ PRESETS = {
     "llama": {
         "model": {"n_layer": 4, "n_head": 4, "n_kv_head": 2, "n_embd": 128, "block_size": 64},
         "train": {"batch_size": 12, "learning_rate": 1e-3, "max_iters": 2000, "warmup_iters": 100},
+        "builds_on": "gpt",
     },
     # The CPU speedrun (bench/speedrun.py): the llama block for 3,800 steps, which end within
     # nanoGPT's CPU-recipe budget on 2 cores (about 130 s); val 1.62 on Tiny Shakespeare where that

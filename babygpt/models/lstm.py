@@ -58,7 +58,7 @@ class LSTMConfig(BaseConfig):
     dropout: float = field(default=0.0,
                            metadata={"help": "dropout on the embedding, between layers and before the head"})
 
-    form_fields = ("n_layer", "n_embd", "block_size")
+    form_fields = ("n_layer", "n_embd", "block_size", "dropout")
 
     def validate(self) -> None:
         super().validate()
@@ -70,6 +70,11 @@ class LSTMConfig(BaseConfig):
     @property
     def hidden_size(self) -> int:
         return self.n_hidden or self.n_embd
+
+    def in_words(self) -> str:
+        layers = "1 LSTM layer" if self.n_layer == 1 else f"{self.n_layer} stacked LSTM layers"
+        return (f"everything read so far, as a memory of {self.hidden_size} numbers that {layers} update at each "
+                f"token (trained over {self.block_size} tokens at a time)")
 
 
 class LSTMState:
@@ -295,7 +300,8 @@ PRESETS = {
     # char-rnn's shape (2 layers of 256; a 128-wide embedding where char-rnn fed one-hot characters),
     # for the same 2,000 steps as the ladder's CPU recipe.
     "lstm": {"model": {"n_layer": 2, "n_embd": 128, "n_hidden": 256, "block_size": 64},
-             "train": {"batch_size": 16, "learning_rate": 3e-3, "max_iters": 2000, "warmup_iters": 100}},
+             "train": {"batch_size": 16, "learning_rate": 3e-3, "max_iters": 2000, "warmup_iters": 100},
+             "builds_on": "ngram"},
 }
 
 FAMILY = Family("lstm", LSTMConfig, LSTM, PRESETS, "char-rnn: stacked LSTM layers carrying a hidden and a cell state")

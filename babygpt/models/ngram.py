@@ -36,12 +36,18 @@ class NGramConfig(BaseConfig):
     n_hidden: int = field(default=256, metadata={"help": "width of the tanh hidden layer"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the hidden layer"})
 
+    form_fields = ("block_size", "dropout")
+
     def validate(self) -> None:
         super().validate()
         check_int(self, "n", minimum=2)
         check_int(self, "n_embd", minimum=1)
         check_int(self, "n_hidden", minimum=1)
         check_fraction(self, "dropout")
+
+    def in_words(self) -> str:
+        return (f"the last {self.n - 1} tokens, each embedded in {self.n_embd} numbers, joined and passed through "
+                f"one hidden layer of {self.n_hidden}")
 
 
 class NGram(LanguageModel):
@@ -123,7 +129,7 @@ class NGram(LanguageModel):
 
 PRESETS = {
     "ngram": {"model": {"n": 4, "block_size": 32}, "train": {"learning_rate": 3e-3, "max_iters": 2000,
-                                                             "batch_size": 32}},
+                                                             "batch_size": 32}, "builds_on": "bigram"},
 }
 
 FAMILY = Family("ngram", NGramConfig, NGram, PRESETS, "MLP over the previous n−1 token embeddings (Bengio et al. 2003)")

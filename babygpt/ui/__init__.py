@@ -8,7 +8,7 @@ import sys
 import gradio as gr
 
 from ..machine import describe
-from . import attention_lines, attention_tab, compare_tab, hub_tab, inside_tab, stats_tab, train_tab
+from . import attention_lines, attention_tab, compare_tab, hub_tab, inside_tab, start_tab, stats_tab, train_tab
 from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
@@ -40,18 +40,25 @@ def build_app() -> gr.Blocks:
         if hub_tab.ON_A_SPACE:  # one Space trains for one visitor at a time: a copy of one's own does not wait
             gr.DuplicateButton("Duplicate this Space to train without waiting", size="sm")
         model_names = gr.JSON(visible=False)
-        with gr.Tab("Train"):
-            base_selector = train_tab.build(model_names, bases)
-        with gr.Tab("Compare"):
-            compare_selector = compare_tab.build(choices)
-        with gr.Tab("Inside"):
-            inside_selector = inside_tab.build(choices, app)
-        with gr.Tab("Attention"):
-            attention_selector = attention_tab.build(attention_choices, app)
-        with gr.Tab("Model stats"):
-            stats_selector = stats_tab.build(choices, app)
-        with gr.Tab("Hub"):
-            hub_selector = hub_tab.build(choices, model_names)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Start here", id="start"):
+                start_buttons = start_tab.build(app)
+            with gr.Tab("Train", id="train"):
+                train_form = train_tab.build(model_names, bases)
+            with gr.Tab("Compare", id="compare"):
+                compare_selector, compare_prompt = compare_tab.build(choices)
+            with gr.Tab("Inside", id="inside"):
+                inside_selector = inside_tab.build(choices, app)
+            with gr.Tab("Attention", id="attention"):
+                attention_selector = attention_tab.build(attention_choices, app)
+            with gr.Tab("Model stats", id="stats"):
+                stats_selector = stats_tab.build(choices, app)
+            with gr.Tab("Hub", id="hub"):
+                hub_selector = hub_tab.build(choices, model_names)
+        base_selector = train_form["base"]
+        start_tab.connect(start_buttons, start_tab.Targets(
+            tabs, compare_selector, compare_prompt, train_form["mode"], train_form["preset"], train_form["corpus"],
+            train_form["max_seconds"], base_selector, inside_selector, attention_selector, hub_selector))
 
         def refresh(request: gr.Request):
             session = session_of(request)
@@ -83,4 +90,4 @@ def forget_session(request: gr.Request) -> None:
     end_session(request.session_hash)
 
 
-CSS = compare_tab.CSS + attention_lines.CSS + CSS_EXTRA
+CSS = compare_tab.CSS + attention_lines.CSS + start_tab.CSS + CSS_EXTRA

@@ -154,6 +154,10 @@ def over_training(name, request: gr.Request):
         return gr.update(visible=False), None, why_not
     tokens, snapshots = training_snapshots(name, request)
     steps = list(snapshots)
+    if len(steps) == 1:  # a slider needs two ends
+        note = (f"1 snapshot, at step {steps[0]}, of every head on the probe text (the start of the val split, "
+                f"{len(tokens)} tokens): a run keeps one at every evaluation, so train longer to watch the heads form.")
+        return gr.update(visible=False), replay_figure(tokens, snapshots, 0), note
     note = (f"{len(steps)} snapshots, steps {steps[0]} to {steps[-1]}, of every head on the same probe text (the start "
             f"of the val split, {len(tokens)} tokens): move the slider to watch the heads form.")
     slider = gr.update(minimum=0, maximum=len(steps) - 1, value=len(steps) - 1, step=1, visible=True,

@@ -183,7 +183,8 @@ CSS = """
 """
 
 
-def build(choices: list[str]) -> gr.Dropdown:
+def build(choices: list[str]) -> tuple[gr.Dropdown, gr.Textbox]:
+    """The tab; returns its model selector (the app refreshes it) and prompt (Start here fills both)."""
     # Custom values pass Gradio's own check; the handler checks names against this session's models.
     names = gr.Dropdown(choices, value=[c for c in ("bigram", "gpt", "llama") if c in choices], multiselect=True,
                         allow_custom_value=True, label="models")
@@ -213,4 +214,4 @@ def build(choices: list[str]) -> gr.Dropdown:
                         merge_adapters],
               [columns, texts, note, tokens], api_name="compare", show_progress_on=note)
     colour_by.change(recolour, [colour_by], [columns], api_name="recolour")
-    return names
+    return names, prompt

@@ -154,6 +154,8 @@ def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     if first_of(choices):  # no empty tab on first open: the shipped model's walk
         app.load(show, inputs, outputs, api_name="inside_first_open", show_progress="hidden")
     prompt.submit(show, inputs, outputs, api_name="inside_submit", show_progress_on=note)
+    # a model chosen (by hand, or by Start here's button) is walked at once: the cards never show another
+    model.change(show, inputs, outputs, api_name="inside_model", api_visibility="undocumented", show_progress_on=note)
     resampled = dict(fn=resample, inputs=[kept, temperature, top_k, top_p, seed],
                      outputs=[sampling_text, sampling_plot], show_progress="hidden", trigger_mode="always_last")
     temperature.change(**resampled, api_name="inside_sample")

@@ -130,6 +130,7 @@ class Session:
     def new_model_dir(self, base_name: str) -> tuple[str, Path]:
         """A fresh, unused name and folder for a model this session is about to make."""
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", base_name).strip("-.") or "model"
+        slug = slug.removeprefix("my-")  # a fine-tune of my-gpt is my-gpt-lora, not my-my-gpt-lora
         taken = set(self.models())
         name, n = f"my-{slug}", 1
         while name in taken:

@@ -406,9 +406,52 @@ def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size,
                     corpus, tokenizer, bpe_vocab_size)
 
 
-def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
+def result_fields() -> list[gr.components.Component]:
+    """What a run shows: its status, gradio's progress, the loss plot, a sample, the zip."""
+    return [gr.Markdown("pick a preset and press Start"),
+            # gradio's progress (queue rank, then the steps) shows here, so that the status stays
+            # readable while a visitor waits: it holds the estimated wait
+            gr.Markdown(elem_classes="progress-bar"),
+            gr.Plot(label="loss"),
+            gr.Textbox(label="sample at the last evaluation", lines=6),
+            gr.File(label="checkpoint (zip)")]
+
+
+def lora_fields(base_choices: list[str]) -> list[gr.components.Component]:
+    """The fine-tune's own fields: the frozen base, the adapters' rank, alpha and targets."""
+    return [gr.Dropdown(base_choices, value=first_of(base_choices), allow_custom_value=True,
+                        label="base model (kept frozen)", scale=2),
+            gr.Number(8, step=1, label="rank r", minimum=1, maximum=LORA_LIMITS["r"]),
+            gr.Number(16, label="alpha (scale = alpha / r)", minimum=0),
+            gr.CheckboxGroup(list(TARGETS), value=["q", "v"], label="adapt", scale=2,
+                             info="query, key, value, attention output, MLP, output head"),
+            gr.Checkbox(True, label="drop characters the base never saw")]
+
+
+def more_knobs_fields(defaults: tuple) -> list[gr.components.Component]:
+    """The fields of ``Knobs``, in its order; dropout, weight decay and warmup from ``defaults``
+    (``preset_values``), the others from ``Knobs``' own defaults."""
+    knobs = Knobs()
+    with gr.Row():
+        tokenizer = gr.Radio(TOKENIZERS, value=knobs.tokenizer, label="tokenizer (tokenizer)",
+                             info="one token per character, or byte-level BPE learned from the corpus")
+        bpe_vocab_size = whole_number_field("bpe_vocab_size", knobs.bpe_vocab_size, minimum=MIN_BPE_VOCAB)
+        seed = whole_number_field("seed", knobs.seed, minimum=0)
+    with gr.Row():
+        dropout = gr.Slider(0.0, 0.5, defaults[7], step=0.05, label="dropout (dropout)",
+                            info="share of activations zeroed at random while training, against overfitting")
+        weight_decay = gr.Number(defaults[8], minimum=0, label="weight decay (weight_decay)",
+                                 info="how hard each step pulls the weight matrices toward zero")
+        warmup_iters = whole_number_field("warmup_iters", defaults[9], minimum=0)
+        bf16 = gr.Checkbox(knobs.bf16, label="bf16 autocast (dtype=bfloat16)", info=bf16_note(),
+                           interactive=bf16_trains_fast())
+    return [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16]
+
+
+def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.components.Component]:
     """The tab's components and events; a finished run writes the session's models to ``model_names``.
-    Returns the base-model selector, for the app to refresh with the session's models."""
+    Returns the fields others fill in: the base-model selector (the app refreshes it with the
+    session's models), the mode, preset, corpus and time budget (Start here's steps)."""
     defaults = preset_values(DEFAULT_PRESET)
     mode = gr.Radio(list(MODES), value=MODES[0], label="mode",
                     info="LoRA fine-tune trains small adapters on a frozen model you already have")
@@ -417,13 +460,7 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
         corpus = gr.Dropdown([*BUILTIN, UPLOAD], value="shakespeare", label="corpus", scale=2)
         upload = gr.File(label="your corpus (UTF-8 .txt, up to 5 MB)", file_types=[".txt"], type="filepath", scale=3)
     with gr.Row(visible=False) as lora_row:
-        base = gr.Dropdown(base_choices, value=first_of(base_choices), allow_custom_value=True,
-                           label="base model (kept frozen)", scale=2)
-        lora_r = gr.Number(8, step=1, label="rank r", minimum=1, maximum=LORA_LIMITS["r"])
-        lora_alpha = gr.Number(16, label="alpha (scale = alpha / r)", minimum=0)
-        lora_targets = gr.CheckboxGroup(list(TARGETS), value=["q", "v"], label="adapt", scale=2,
-                                        info="query, key, value, attention output, MLP, output head")
-        drop_unknown = gr.Checkbox(True, label="drop characters the base never saw")
+        base, lora_r, lora_alpha, lora_targets, drop_unknown = lora_fields(base_choices)
     with gr.Row() as architecture:
         n_layer, n_head, n_embd, block_size = (whole_number_field(name, value)
                                                for name, value in zip(SIZE_FIELDS, defaults[:4]))
@@ -433,37 +470,18 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
         learning_rate = gr.Number(defaults[6], label="learning rate (learning_rate)",
                                   info="how far each step moves the weights")
         max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
-    knobs = Knobs()
     with gr.Accordion("more knobs: tokenizer, seed, dropout, weight decay, warmup, bf16", open=False) as more:
-        with gr.Row():
-            tokenizer = gr.Radio(TOKENIZERS, value=knobs.tokenizer, label="tokenizer (tokenizer)",
-                                 info="one token per character, or byte-level BPE learned from the corpus")
-            bpe_vocab_size = whole_number_field("bpe_vocab_size", knobs.bpe_vocab_size, minimum=MIN_BPE_VOCAB)
-            seed = whole_number_field("seed", knobs.seed, minimum=0)
-        with gr.Row():
-            dropout = gr.Slider(0.0, 0.5, defaults[7], step=0.05, label="dropout (dropout)",
-                                info="share of activations zeroed at random while training, against overfitting")
-            weight_decay = gr.Number(defaults[8], minimum=0, label="weight decay (weight_decay)",
-                                     info="how hard each step pulls the weight matrices toward zero")
-            warmup_iters = whole_number_field("warmup_iters", defaults[9], minimum=0)
-            bf16 = gr.Checkbox(knobs.bf16, label="bf16 autocast (dtype=bfloat16)", info=bf16_note(),
-                               interactive=bf16_trains_fast())
+        more_knobs = more_knobs_fields(defaults)
+    tokenizer, bpe_vocab_size, _, dropout, weight_decay, warmup_iters, _ = more_knobs
     summary = gr.Markdown()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
         start_lora = gr.Button("Start fine-tune", variant="primary", visible=False)
         stop_button = gr.Button("Stop")
         x_axis = gr.Radio(list(X_AXES), value="step", label="x axis")
-    status = gr.Markdown("pick a preset and press Start")
-    # gradio's progress (queue rank, then the steps) shows here, so that the status stays readable
-    # while a visitor waits: it holds the estimated wait
-    progress_bar = gr.Markdown(elem_classes="progress-bar")
-    plot = gr.Plot(label="loss")
-    sample = gr.Textbox(label="sample at the last evaluation", lines=6)
-    download = gr.File(label="checkpoint (zip)")
+    status, progress_bar, plot, sample, download = result_fields()
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
-    more_knobs = [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16]
     lora_form = [base, lora_r, lora_alpha, lora_targets]
     gr.on([c.change for c in [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size]], describe_mode,
           [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size], summary, api_name="describe",
@@ -486,4 +504,4 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> gr.Dropdown:
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
-    return base
+    return {"base": base, "mode": mode, "preset": preset, "corpus": corpus, "max_seconds": max_seconds}
