@@ -4,7 +4,8 @@ An app trains one model at a time (a free Space has two cores), so a visitor who
 while someone else trains waits. gradio tells them their rank; this tells them the wait, from
 the runs' own time budgets: the running one's budget left, plus every waiting run ahead's budget,
 plus what a run takes beyond its budget (preparing the data, the last evaluation, saving), learned
-from the runs that ended by their budget here.
+from the runs that ended by their budget here: from the runs of the same settings (``kind``) where
+there are some, since that time grows with the model and its data, else from all of them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Ticket:
     key: str  # who: a session
     budget: float | None  # the run's time budget in seconds; None = no budget, its length is unknown
     joined: float
+    kind: str = ""  # the run's settings, as the caller names them: runs of one kind take alike
     started: float | None = None
 
 
@@ -57,28 +59,29 @@ class WaitingLine:
     """Thread-safe: handlers of several visitors call it at once."""
 
     def __init__(self, overhead: float = FIRST_OVERHEAD_SECONDS, clock=time.monotonic):
-        self.overhead = overhead
-        self.measured: list[float] = []  # the last runs' overheads; until one, ``overhead`` is a guess
+        self.guess = overhead  # until a run has ended by its budget here
+        self.measured: list[float] = []  # the last runs' overheads
+        self.measured_by_kind: dict[str, list[float]] = {}
         self.clock = clock
         self.tickets: list[Ticket] = []  # in the order they joined; a started one stays until it finishes
         self.lock = threading.Lock()
 
-    def join(self, key: str, budget: float | None) -> Estimate:
+    def join(self, key: str, budget: float | None, kind: str = "") -> Estimate:
         """``key`` waits for a run of ``budget`` seconds (joining again replaces its place)."""
         with self.lock:
             self.forget_stale()
             self.tickets = [t for t in self.tickets if t.key != key]
-            self.tickets.append(Ticket(key, budget or None, self.clock()))
+            self.tickets.append(Ticket(key, budget or None, self.clock(), kind))
             return self.estimate_locked(key)
 
-    def start(self, key: str, budget: float | None) -> None:
+    def start(self, key: str, budget: float | None, kind: str = "") -> None:
         """``key``'s run begins (one that never joined, an API call, joins as it starts)."""
         with self.lock:
             ticket = next((t for t in self.tickets if t.key == key), None)
             if ticket is None:
-                ticket = Ticket(key, budget or None, self.clock())
+                ticket = Ticket(key, budget or None, self.clock(), kind)
                 self.tickets.append(ticket)
-            ticket.budget, ticket.started = budget or None, self.clock()
+            ticket.budget, ticket.kind, ticket.started = budget or None, kind, self.clock()
 
     def finish(self, key: str, ended_by_budget: bool) -> None:
         """``key``'s run is over; one that ran to its budget teaches the overhead."""
@@ -86,9 +89,17 @@ class WaitingLine:
             ticket = next((t for t in self.tickets if t.key == key), None)
             self.tickets = [t for t in self.tickets if t.key != key]
             if ticket and ticket.started is not None and ticket.budget and ended_by_budget:
-                # the lower median of the last few: the first run after a start is slower (torch warms up)
-                self.measured = [*self.measured, max(0.0, self.clock() - ticket.started - ticket.budget)][-5:]
-                self.overhead = statistics.median_low(self.measured)
+                measured = max(0.0, self.clock() - ticket.started - ticket.budget)
+                self.measured = [*self.measured, measured][-5:]
+                same = self.measured_by_kind.setdefault(ticket.kind, [])
+                same[:] = [*same, measured][-3:]
+
+    def overhead(self, kind: str = "") -> float:
+        """What a run of ``kind`` takes beyond its budget: the lower median of the last runs of
+        that kind, else of the last runs, else the guess. The lower median, because the first run
+        after the app starts is slower (torch warms up)."""
+        measured = self.measured_by_kind.get(kind) or self.measured
+        return statistics.median_low(measured) if measured else self.guess
 
     def leave(self, key: str) -> None:
         with self.lock:
@@ -107,7 +118,7 @@ class WaitingLine:
             if ticket.budget is None:
                 unknown += 1
                 continue
-            left = ticket.budget + self.overhead
+            left = ticket.budget + self.overhead(ticket.kind)
             if ticket.started is not None:
                 left = max(0.0, left - (now - ticket.started))
             seconds += left

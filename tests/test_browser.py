@@ -49,8 +49,15 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+REFERENCE_CURVES = "[...document.querySelectorAll('.gtitle')].some(e => e.textContent.includes('for reference'))"
+
+
 def test_no_tab_opens_empty(page):
     """Before anything is clicked, the tabs that look at a model show the shipped gpt."""
+    page.wait_for_function("document.querySelectorAll('.rung-sample').length === 8", timeout=60_000)  # Start here
+    open_tab(page, "Train")
+    page.wait_for_function(REFERENCE_CURVES, timeout=30_000)
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == 2, "the shipped gpt's train and val"
     open_tab(page, "Inside")
     page.wait_for_function("document.body.innerText.includes('Sampling the next token')", timeout=60_000)
     open_tab(page, "Attention")
@@ -72,7 +79,8 @@ def test_train_30_steps_and_watch_the_plot(page):
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("is ready").wait_for(timeout=120_000)
     traces = page.locator(".js-plotly-plot .scatterlayer .trace")
-    assert traces.count() >= 2, "train and val curves are drawn"
+    assert traces.count() >= 3, "per-step train, evaluated train and val curves are drawn"
+    assert not page.evaluate(REFERENCE_CURVES), "the run's own curves replaced the shipped ones"
     assert "my-gpt" in page.content()
     shot(page, "train")
 

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from babygpt.waiting import Estimate, WaitingLine
 
 
@@ -33,16 +35,29 @@ def test_a_run_that_ends_by_its_budget_teaches_the_overhead():
     line.start("a", 10)
     clock.now += 15  # 5 s beyond its budget
     line.finish("a", ended_by_budget=True)
-    assert line.overhead == 5, "the first measurement replaces the guess"
+    assert line.overhead() == 5, "the first measurement replaces the guess"
     line.start("b", 10)
     clock.now += 2  # stopped early: says nothing about the overhead
     line.finish("b", ended_by_budget=False)
-    assert line.overhead == 5
+    assert line.overhead() == 5
     for key, beyond in (("c", 1), ("d", 1.5)):
         line.start(key, 10)
         clock.now += 10 + beyond
         line.finish(key, ended_by_budget=True)
-    assert line.overhead == 1.5, "the lower median of the last runs: one slow first run does not count for long"
+    assert line.overhead() == 1.5, "the lower median of the last runs: one slow first run does not count for long"
+
+
+def test_runs_of_the_same_settings_teach_their_own_overhead():
+    clock = Clock()
+    line = WaitingLine(overhead=3.0, clock=clock)
+    for key, kind, beyond in (("a", "big", 9), ("b", "small", 1), ("c", "small", 1.2), ("d", "big", 8)):
+        line.start(key, 10, kind)
+        clock.now += 10 + beyond
+        line.finish(key, ended_by_budget=True)
+    assert line.overhead("small") == pytest.approx(1) and line.overhead("big") == pytest.approx(8)
+    assert line.overhead("never seen") == pytest.approx(1.2), "a kind never measured: the lower median of all"
+    line.start("e", 10, "big")
+    assert line.join("f", 10, "small").seconds == pytest.approx(10 + 8), "the running run counts with its own kind"
 
 
 def test_runs_without_a_budget_make_the_estimate_a_lower_bound():
@@ -86,9 +101,11 @@ def test_three_queued_trainings_are_told_their_wait_within_30_percent(app_url):
 
     budget = 4
     settings = {**TINY_TRAINING, "max_iters": 20000, "max_seconds": budget, "batch_size": 8}
+    # what the Start button sends first: the budget, and the settings the run's kind is named by
+    kind = [settings[k] for k in ("preset", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "corpus")]
 
     def press(c: Client):
-        note = c.predict(budget, api_name="/join_training_line")
+        note = c.predict(budget, *kind, api_name="/join_training_line")
         pressed = time.monotonic()
         job = c.submit(*settings.values(), api_name="/train")
         started = {}
@@ -108,7 +125,7 @@ def test_three_queued_trainings_are_told_their_wait_within_30_percent(app_url):
 
     clients = [Client(app_url, verbose=False, analytics_enabled=False) for _ in range(5)]
     for _ in range(2):  # runs by their budget first: the line learns what a run takes beyond it
-        clients[0].predict(budget, api_name="/join_training_line")
+        clients[0].predict(budget, *kind, api_name="/join_training_line")
         clients[0].predict(*settings.values(), api_name="/train")
     runs = [press(c) for c in clients[1:]]
     for *_, job, _, watcher in runs:

@@ -205,7 +205,8 @@ def build(choices: list[str]) -> tuple[gr.Dropdown, gr.Textbox]:
     run = gr.Button("Generate", variant="primary")
     note = gr.Markdown()
     colour_by = gr.Radio(list(COLOUR_BY), value="probability", label="colour tokens by")
-    columns = gr.HTML()
+    columns = gr.HTML("<p>Press <b>Generate</b>: the models write side by side, one column each, every token "
+                      "coloured by the probability its model gave it.</p>")
     with gr.Accordion("raw text", open=False):
         texts = gr.JSON()
     with gr.Accordion("every token's probability, entropy and top 5", open=False):

@@ -150,14 +150,14 @@ def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     kept = gr.State(None)
     inputs = [model, prompt, position, layer, head, temperature, top_k, top_p, seed]
     outputs = [note, *cards, sampling_text, sampling_plot, kept]
-    run.click(show, inputs, outputs, api_name="inside", show_progress_on=note)
+    # the button, Enter in the prompt, and a model chosen (by hand, or by Start here's button): the
+    # cards never show another model than the one chosen
+    gr.on([run.click, prompt.submit, model.change], show, inputs, outputs, api_name="inside", show_progress_on=note)
     if first_of(choices):  # no empty tab on first open: the shipped model's walk
         app.load(show, inputs, outputs, api_name="inside_first_open", show_progress="hidden")
-    prompt.submit(show, inputs, outputs, api_name="inside_submit", show_progress_on=note)
-    # a model chosen (by hand, or by Start here's button) is walked at once: the cards never show another
-    model.change(show, inputs, outputs, api_name="inside_model", api_visibility="undocumented", show_progress_on=note)
     resampled = dict(fn=resample, inputs=[kept, temperature, top_k, top_p, seed],
-                     outputs=[sampling_text, sampling_plot], show_progress="hidden", trigger_mode="always_last")
+                     outputs=[sampling_text, sampling_plot], show_progress="hidden", trigger_mode="always_last",
+                     queue=False)
     temperature.change(**resampled, api_name="inside_sample")
     for control, name in ((top_p, "top_p"), (top_k, "top_k"), (seed, "seed")):
         control.change(**resampled, api_name=f"inside_sample_{name}")

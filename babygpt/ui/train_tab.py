@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 import plotly.graph_objects as go
 
+from ..checkpoint import read_json, shipped_checkpoints
 from ..data import BUILTIN
 from ..lora import TARGETS, LoRAConfig, adapter_parameters
 from ..machine import bf16_instructions, bf16_trains_fast
@@ -219,12 +220,18 @@ def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
+def run_kind(*settings) -> str:
+    """Runs of the same settings take alike beyond their budget (the data, the last evaluation,
+    saving): the line learns that time per kind."""
+    return repr(settings)
+
+
 @contextlib.contextmanager
-def trainer_turn(request: gr.Request | None, max_seconds):
+def trainer_turn(request: gr.Request | None, max_seconds, kind: str):
     """The run's turn at the trainer, from its start to its end however it ends; a run that ended
     by its budget (``turn["reason"]``) teaches the line how long runs take beyond their budget."""
     key, turn = session_key(request), {"reason": None}
-    TRAINER_LINE.start(key, time_budget(max_seconds))
+    TRAINER_LINE.start(key, time_budget(max_seconds), kind)
     try:
         yield turn
     finally:
@@ -236,10 +243,21 @@ def time_budget(max_seconds) -> float | None:
     return float(max_seconds) if ok and 0 < max_seconds < float("inf") else None
 
 
-def join_line(max_seconds, request: gr.Request) -> str:
+def join_line(request: gr.Request | None, max_seconds, kind: str) -> str:
     """Take a place in the trainer's line; say how long the runs ahead will take (their budgets)."""
-    estimate = TRAINER_LINE.join(session_key(request), time_budget(max_seconds))
+    estimate = TRAINER_LINE.join(session_key(request), time_budget(max_seconds), kind)
     return estimate.words() or "starting…"
+
+
+def join_for_training(max_seconds, preset, n_layer, n_head, n_embd, block_size, batch_size, corpus,
+                      request: gr.Request) -> str:
+    """The Start training button's first event (the run's kind as ``train`` names it)."""
+    return join_line(request, max_seconds, run_kind(preset, n_layer, n_head, n_embd, block_size, batch_size, corpus))
+
+
+def join_for_finetune(max_seconds, base, r, targets, batch_size, corpus, request: gr.Request) -> str:
+    """The Start fine-tune button's first event (the run's kind as ``finetune`` names it)."""
+    return join_line(request, max_seconds, run_kind(base, r, targets, batch_size, corpus))
 
 
 def status_line(event) -> str:
@@ -256,7 +274,8 @@ def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, le
     """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
     session = session_of(request)
     session.stop_requested.clear()
-    with trainer_turn(request, max_seconds) as turn:
+    with trainer_turn(request, max_seconds, run_kind(preset, n_layer, n_head, n_embd, block_size, batch_size,
+                                                     corpus)) as turn:
         knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16)
         family, model, train_settings = settings_from_form(
             preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
@@ -274,7 +293,7 @@ def finetune(base, r, alpha, targets, drop_unknown, batch_size, max_iters, learn
     """LoRA fine-tune a model of this session on a corpus; stream like ``train``."""
     session = session_of(request)
     session.stop_requested.clear()
-    with trainer_turn(request, max_seconds) as turn:
+    with trainer_turn(request, max_seconds, run_kind(base, r, targets, batch_size, corpus)) as turn:
         if not base:
             raise ValueError("pick a base model to fine-tune")
         lora = lora_settings(r, alpha, targets)
@@ -407,14 +426,28 @@ def describe_mode(mode, preset, n_layer, n_head, n_embd, block_size, batch_size,
 
 
 def result_fields() -> list[gr.components.Component]:
-    """What a run shows: its status, gradio's progress, the loss plot, a sample, the zip."""
-    return [gr.Markdown("pick a preset and press Start"),
+    """What a run shows: its status, gradio's progress, the loss plot, a sample, the zip. Before
+    the first run the plot holds the shipped model's curves, so that it never opens empty."""
+    return [gr.Markdown("pick a preset and press Start; until then the plot shows how the shipped "
+                        f"`{DEFAULT_PRESET}` trained"),
             # gradio's progress (queue rank, then the steps) shows here, so that the status stays
             # readable while a visitor waits: it holds the estimated wait
             gr.Markdown(elem_classes="progress-bar"),
-            gr.Plot(label="loss"),
-            gr.Textbox(label="sample at the last evaluation", lines=6),
+            gr.Plot(shipped_curves(), label="loss"),
+            gr.Textbox(label="sample at the last evaluation", lines=6,
+                       placeholder="each evaluation of your run writes a sample here"),
             gr.File(label="checkpoint (zip)")]
+
+
+def shipped_curves() -> go.Figure | None:
+    """The shipped default preset's evaluated train and val loss, from its metrics."""
+    path = shipped_checkpoints().get(DEFAULT_PRESET)
+    if path is None:
+        return None
+    history = read_json(path / "metrics.json")["history"]
+    figure = loss_figure(history, [], "step", 0.0, 0)
+    figure.update_layout(title=f"the shipped {DEFAULT_PRESET}'s training, for reference: yours draws here")
+    return figure
 
 
 def lora_fields(base_choices: list[str]) -> list[gr.components.Component]:
@@ -492,13 +525,13 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
     mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
                                               learning_rate, corpus, more], api_name="switch_mode")
     outputs = [plot, status, sample, model_names, download]
-    line = dict(fn=join_line, inputs=max_seconds, outputs=status, api_name="join_training_line",
-                concurrency_limit=None, show_progress="hidden")
-    start.click(**line).then(
+    line = dict(outputs=status, concurrency_limit=None, show_progress="hidden")
+    start.click(join_for_training, [max_seconds, *form[:6], corpus], api_name="join_training_line", **line).then(
         train, [*form, corpus, upload, x_axis, *more_knobs], outputs,
         api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=progress_bar,
     )
-    start_lora.click(**{**line, "api_name": "join_training_line_lora"}).then(
+    start_lora.click(join_for_finetune, [max_seconds, base, lora_r, lora_targets, batch_size, corpus],
+                     api_name="join_finetune_line", **line).then(
         finetune, [*lora_form, drop_unknown, batch_size, max_iters, learning_rate, max_seconds, corpus, upload, x_axis],
         outputs, api_name="finetune", concurrency_limit=1, concurrency_id="train", show_progress_on=progress_bar,
     )
