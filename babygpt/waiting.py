@@ -19,6 +19,9 @@ from dataclasses import dataclass
 FIRST_OVERHEAD_SECONDS = 3.0
 # A visitor who left while waiting takes no part in anyone's wait after this long.
 FORGET_WAITING_AFTER_SECONDS = 3600.0
+# A running run says it is alive at every event it streams (several a second); one silent for this
+# long has ended without saying so (a handler dropped without being closed) and is forgotten.
+FORGET_SILENT_RUN_AFTER_SECONDS = 60.0
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Ticket:
     joined: float
     kind: str = ""  # the run's settings, as the caller names them: runs of one kind take alike
     started: float | None = None
+    alive: float | None = None  # when the running run last said it is alive
 
 
 @dataclass
@@ -82,6 +86,14 @@ class WaitingLine:
                 ticket = Ticket(key, budget or None, self.clock(), kind)
                 self.tickets.append(ticket)
             ticket.budget, ticket.kind, ticket.started = budget or None, kind, self.clock()
+            ticket.alive = ticket.started
+
+    def still_running(self, key: str) -> None:
+        """``key``'s run is alive (its handler calls this at every event it streams)."""
+        with self.lock:
+            for ticket in self.tickets:
+                if ticket.key == key and ticket.started is not None:
+                    ticket.alive = self.clock()
 
     def finish(self, key: str, ended_by_budget: bool) -> None:
         """``key``'s run is over; one that ran to its budget teaches the overhead."""
@@ -107,6 +119,7 @@ class WaitingLine:
 
     def estimate(self, key: str) -> Estimate:
         with self.lock:
+            self.forget_stale()
             return self.estimate_locked(key)
 
     def estimate_locked(self, key: str) -> Estimate:
@@ -126,5 +139,9 @@ class WaitingLine:
 
     def forget_stale(self) -> None:
         now = self.clock()
-        self.tickets = [t for t in self.tickets
-                        if t.started is not None or now - t.joined < FORGET_WAITING_AFTER_SECONDS]
+        def kept(ticket: Ticket) -> bool:
+            if ticket.started is not None:
+                return now - ticket.alive < FORGET_SILENT_RUN_AFTER_SECONDS
+            return now - ticket.joined < FORGET_WAITING_AFTER_SECONDS
+
+        self.tickets = [t for t in self.tickets if kept(t)]

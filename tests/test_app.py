@@ -169,7 +169,18 @@ def test_describe_counts_parameters_and_flops_before_training(app_url):
     form = ["gpt", 4, 4, 128, 64, 12, 2000, 1e-3, 60, "shakespeare"]
     lora = ["gpt", 8, 16, ["q", "v"]]
     text = c.predict("from scratch", *form, *lora, api_name="/describe")
-    assert "809,856 parameters" in text and "FLOPs per token" in text  # the gpt preset, 65-character vocabulary
+    # the gpt preset on Shakespeare's own characters: the shipped gpt's count
+    from dataclasses import replace
+
+    from babygpt.checkpoint import SHIPPED_DIR, load_checkpoint
+    from babygpt.models import config_from_json
+    from babygpt.stats import parameter_count
+
+    assert f"{load_checkpoint(SHIPPED_DIR / 'gpt').model.num_parameters():,} parameters" in text, text
+    assert "FLOPs per token" in text
+    bpe = c.predict("from scratch", *form, *lora, "bpe", 1000, api_name="/describe")
+    shipped = config_from_json(load_checkpoint(SHIPPED_DIR / "gpt").config["model"])
+    assert f"{parameter_count(replace(shipped, vocab_size=1000)):,} parameters" in bpe, bpe
     text = c.predict("LoRA fine-tune", *form, *lora, api_name="/describe")
     assert "**16,384** trainable parameters of 825,856 (1.98 %)" in text and "64 KB" in text  # 809,472 + 16,384
 

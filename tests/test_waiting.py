@@ -80,6 +80,19 @@ def test_joining_again_replaces_ones_place_and_leaving_frees_it():
     assert line.estimate("b") == Estimate(1, 10.0, 0)
 
 
+def test_a_run_that_stops_saying_it_is_alive_is_forgotten():
+    """A handler dropped without being closed never says its run finished; the line must not keep
+    it ahead of everyone for ever."""
+    clock = Clock()
+    line = WaitingLine(overhead=0.0, clock=clock)
+    line.start("streaming", None)
+    line.start("dropped", None)
+    for _ in range(10):
+        clock.now += 30
+        line.still_running("streaming")
+    assert line.join("next", 10) == Estimate(1, 0.0, 1), "only the run still streaming is ahead"
+
+
 def test_a_visitor_who_never_started_is_forgotten_after_an_hour():
     clock = Clock()
     line = WaitingLine(overhead=0.0, clock=clock)

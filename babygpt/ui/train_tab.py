@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..checkpoint import read_json, shipped_checkpoints
-from ..data import BUILTIN
+from ..data import BUILTIN, load_text
 from ..lora import TARGETS, LoRAConfig, adapter_parameters
 from ..machine import bf16_instructions, bf16_trains_fast
 from ..models import PRESETS, config_from_json, get_family, get_preset, make_config
 from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
+from ..tokenizer import train_tokenizer
 from ..waiting import WaitingLine
 from .common import first_of, friendly, model_choices, session_of, whole_number
 
@@ -134,8 +136,8 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
     family, model, train = settings_from_form(
         preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
     )
-    # a character vocabulary has about 65 tokens here; a BPE one what it is asked for
-    vocab_size = knobs.bpe_vocab_size if knobs.tokenizer == "bpe" else 65
+    # a BPE vocabulary is what it is asked for; a character one the corpus's own characters
+    vocab_size = knobs.bpe_vocab_size if knobs.tokenizer == "bpe" else characters_of(corpus)
     config = make_config(family, **{**model, "vocab_size": vocab_size})
     parameters = parameter_count(config)
     flops = flops_per_token(config)
@@ -145,6 +147,13 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
         f"{flops['training']:,.0f} training · {train.max_iters:,} steps × {train.batch_size} × "
         f"{config.block_size} = {tokens:,} tokens ≈ {flops['training'] * tokens:.2e} FLOPs"
     )
+
+
+@functools.cache
+def characters_of(corpus: str) -> int:
+    """The character vocabulary of a built-in corpus (an upload's is unknown before training: 65,
+    Tiny Shakespeare's, stands in for it)."""
+    return train_tokenizer("char", load_text(corpus)).vocab_size if corpus in BUILTIN else 65
 
 
 def lora_settings(r, alpha, targets) -> LoRAConfig:
@@ -230,7 +239,8 @@ def run_kind(*settings) -> str:
 def trainer_turn(request: gr.Request | None, max_seconds, kind: str):
     """The run's turn at the trainer, from its start to its end however it ends; a run that ended
     by its budget (``turn["reason"]``) teaches the line how long runs take beyond their budget."""
-    key, turn = session_key(request), {"reason": None}
+    key = session_key(request)
+    turn = {"key": key, "reason": None}
     TRAINER_LINE.start(key, time_budget(max_seconds), kind)
     try:
         yield turn
@@ -327,6 +337,7 @@ def stream_run(session, trainer, name: str, out_dir: Path, x_axis: str, progress
     try:
         for event in trainer.run():
             session.touch()
+            TRAINER_LINE.still_running(turn["key"])
             if event.kind == "step":
                 last_step = event
                 steps.append((event.step, event.loss))
