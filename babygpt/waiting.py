@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 # What a run takes beyond its budget until one here has ended by its budget (then it is measured).
 FIRST_OVERHEAD_SECONDS = 3.0
-# A visitor who left while waiting takes no part in anyone's wait after this long.
+# A place taken but never used (the visitor left, their run failed its checks, or a client only
+# asked) counts in others' waits until this long after the wait it was told: a run that really
+# waits starts about then. Never longer than an hour.
+FORGET_WAITING_GRACE_SECONDS = 30.0
 FORGET_WAITING_AFTER_SECONDS = 3600.0
 # A running run says it is alive at every event it streams (several a second); one silent for this
 # long has ended without saying so (a handler dropped without being closed) and is forgotten.
@@ -32,6 +35,7 @@ class Ticket:
     kind: str = ""  # the run's settings, as the caller names them: runs of one kind take alike
     started: float | None = None
     alive: float | None = None  # when the running run last said it is alive
+    told: float = 0.0  # the wait it was told when it joined
 
 
 @dataclass
@@ -75,16 +79,25 @@ class WaitingLine:
         with self.lock:
             self.forget_stale()
             self.tickets = [t for t in self.tickets if t.key != key]
-            self.tickets.append(Ticket(key, budget or None, self.clock(), kind))
-            return self.estimate_locked(key)
+            ticket = Ticket(key, budget or None, self.clock(), kind)
+            self.tickets.append(ticket)
+            estimate = self.estimate_locked(key)
+            ticket.told = estimate.seconds
+            return estimate
 
     def start(self, key: str, budget: float | None, kind: str = "") -> None:
-        """``key``'s run begins (one that never joined, an API call, joins as it starts)."""
+        """``key``'s run begins (one that never joined, an API call, joins as it starts).
+
+        gradio's queue runs the trainings first come, first served: a place taken before this one
+        and still not started is not in that queue (its visitor left, its run failed its checks,
+        or a client only asked), and goes."""
         with self.lock:
             ticket = next((t for t in self.tickets if t.key == key), None)
             if ticket is None:
                 ticket = Ticket(key, budget or None, self.clock(), kind)
                 self.tickets.append(ticket)
+            self.tickets = [t for t in self.tickets
+                            if t is ticket or t.started is not None or t.joined > ticket.joined]
             ticket.budget, ticket.kind, ticket.started = budget or None, kind, self.clock()
             ticket.alive = ticket.started
 
@@ -142,6 +155,7 @@ class WaitingLine:
         def kept(ticket: Ticket) -> bool:
             if ticket.started is not None:
                 return now - ticket.alive < FORGET_SILENT_RUN_AFTER_SECONDS
-            return now - ticket.joined < FORGET_WAITING_AFTER_SECONDS
+            overdue = 1.5 * ticket.told + FORGET_WAITING_GRACE_SECONDS
+            return now - ticket.joined < min(overdue, FORGET_WAITING_AFTER_SECONDS)
 
         self.tickets = [t for t in self.tickets if kept(t)]

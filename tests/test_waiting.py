@@ -93,13 +93,36 @@ def test_a_run_that_stops_saying_it_is_alive_is_forgotten():
     assert line.join("next", 10) == Estimate(1, 0.0, 1), "only the run still streaming is ahead"
 
 
-def test_a_visitor_who_never_started_is_forgotten_after_an_hour():
+def test_a_place_taken_before_a_run_that_starts_and_still_unused_goes():
+    """Trainings start first come, first served: when a later place starts, an earlier one that
+    has not is not in gradio's queue (a client that only asked: the full suite's raw-HTTP test
+    took dozens of places, and the wait told grew to 7 minutes for 4-s runs)."""
     clock = Clock()
     line = WaitingLine(overhead=0.0, clock=clock)
-    line.join("gone", 10)
-    line.join("waiting", 10)
-    clock.now += 3601
-    assert line.join("new", 10).ahead == 0
+    for n in range(10):
+        line.join(f"only asked {n}", 60)
+    line.join("visitor", 4)
+    clock.now += 1
+    line.start("visitor", 4)
+    assert line.join("next", 4) == Estimate(1, 4.0, 0), "only the visitor now running is ahead"
+
+
+def test_a_place_taken_but_never_used_is_forgotten_once_overdue():
+    """A client that only asks (or whose run fails its checks, or who left) must not lengthen
+    everyone's wait for long: its place goes once it is well past the wait it was told."""
+    clock = Clock()
+    line = WaitingLine(overhead=0.0, clock=clock)
+    line.start("running", 100)
+    assert line.join("only asked", 10).seconds == 100
+    clock.now += 1.5 * 100 + 29
+    line.still_running("running")
+    assert line.join("next", 10).ahead == 2, "not yet overdue"
+    clock.now += 2
+    assert line.estimate("next").ahead == 1, "overdue: forgotten"
+    empty = WaitingLine(overhead=0.0, clock=clock)
+    empty.join("gone", 10)
+    clock.now += 31
+    assert empty.join("new", 10).ahead == 0, "told no wait, gone after the grace"
 
 
 def test_three_queued_trainings_are_told_their_wait_within_30_percent(app_url):
