@@ -84,9 +84,13 @@ def whole_number(value, name: str, low: int, high: int) -> int:
     return int(value)
 
 
-def session_of(request: gr.Request | None) -> Session:
+def session_key(request: gr.Request | None) -> str:
     # gradio_client and the browser both get a session hash; a direct call in a test may not.
-    return session_for(getattr(request, "session_hash", None) or "local")
+    return getattr(request, "session_hash", None) or "local"
+
+
+def session_of(request: gr.Request | None) -> Session:
+    return session_for(session_key(request))
 
 
 def first_of(choices: list[str]) -> str | None:

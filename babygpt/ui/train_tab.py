@@ -25,7 +25,7 @@ from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, res
 from ..stats import flops_per_token, parameter_count
 from ..tokenizer import train_tokenizer
 from ..waiting import WaitingLine
-from .common import first_of, friendly, model_choices, session_of, whole_number
+from .common import first_of, friendly, model_choices, session_key, session_of, whole_number
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 UPLOAD = "upload a .txt file"
@@ -96,7 +96,7 @@ class Knobs:
         given = {"tokenizer": tokenizer, "bpe_vocab_size": bpe_vocab_size, "seed": seed, "dropout": dropout,
                  "weight_decay": weight_decay, "warmup_iters": warmup_iters, "bf16": bf16}
         knobs = cls(**{name: value for name, value in given.items() if value is not None})
-        if knobs.tokenizer not in dict(map(reversed, TOKENIZERS)):
+        if knobs.tokenizer not in {kind for _, kind in TOKENIZERS}:
             raise ValueError(f"tokenizer must be char or bpe, got {knobs.tokenizer!r}")
         knobs.bpe_vocab_size = whole_number(knobs.bpe_vocab_size, "BPE vocabulary size", MIN_BPE_VOCAB,
                                             LIMITS["bpe_vocab_size"])
@@ -223,10 +223,6 @@ def accuracy_line(history: list[dict]) -> str:
         return ""
     last = history[-1]
     return f" · exact-match accuracy {100 * last['accuracy']:.0f} % at step {last['step']:,}"
-
-
-def session_key(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
 
 
 def run_kind(*settings) -> str:
