@@ -22,7 +22,9 @@ not counted (they are O(n_embd) per token next to the O(n_embd^2) matmuls).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import torch
 from torch import nn
@@ -72,9 +74,43 @@ def parameter_breakdown(model: nn.Module) -> list[dict]:
     return [{"module": label, "parameters": n, "share": n / total if total else 0.0} for label, n in counts.items()]
 
 
+# The initialisers a model's construction calls. On a meta tensor (shapes, no values) they have
+# nothing to do, yet cost time: meta's normal_ is a Python reference op whose first call imports
+# torch._dynamo, seconds at the app's start.
+_INITIALISERS = ("normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                 "xavier_normal_", "orthogonal_", "zeros_", "ones_", "constant_")
+_skipping = {"lock": threading.Lock(), "depth": 0, "saved": {}}
+
+
+def _skip_on_meta(initialiser):
+    def initialise(tensor, *args, **kwargs):
+        return tensor if tensor.is_meta else initialiser(tensor, *args, **kwargs)
+    return initialise
+
+
+@contextlib.contextmanager
+def _meta_initialisers_skipped():
+    """``torch.nn.init``'s initialisers skip meta tensors for the duration. Any other tensor (a
+    model another thread builds meanwhile) is initialised as always; nested uses share one patch."""
+    with _skipping["lock"]:
+        if _skipping["depth"] == 0:
+            _skipping["saved"] = {name: getattr(nn.init, name) for name in _INITIALISERS}
+            for name, initialiser in _skipping["saved"].items():
+                setattr(nn.init, name, _skip_on_meta(initialiser))
+        _skipping["depth"] += 1
+    try:
+        yield
+    finally:
+        with _skipping["lock"]:
+            _skipping["depth"] -= 1
+            if _skipping["depth"] == 0:
+                for name, initialiser in _skipping["saved"].items():
+                    setattr(nn.init, name, initialiser)
+
+
 def _meta_model(config: BaseConfig) -> LanguageModel:
     """The model with shapes but no storage: parameter counts of any size at no memory cost."""
-    with torch.device("meta"):
+    with torch.device("meta"), _meta_initialisers_skipped():
         return build_model(config)
 
 

@@ -21,6 +21,7 @@ from babygpt.stats import (
 )
 from babygpt.trainer import TrainConfig, make_optimizer
 
+from conftest import VARIANTS as FAMILY_VARIANTS
 from conftest import variant_config
 
 # A 1-layer gpt small enough to count on paper: V = 5, T = 3, C = 4, 2 heads, biases, tied head.
@@ -112,6 +113,36 @@ def test_rows_sum_to_num_parameters(name):
     assert sum(row["parameters"] for row in rows) == model.num_parameters()
     assert len({row["module"] for row in rows}) == len(rows)
     assert all(row["parameters"] >= 0 and 0.0 <= row["share"] <= 1.0 for row in rows)
+
+
+@pytest.mark.parametrize("name", list(FAMILY_VARIANTS))
+def test_a_meta_model_counts_what_the_real_one_has_and_leaves_initialisation_alone(name):
+    """Counting on the meta device skips the initialisers (they have no values to fill there), only
+    for meta tensors and only meanwhile: a model built in another thread at the same time, or
+    afterwards, is initialised as always."""
+    import threading
+
+    from babygpt import stats
+    from babygpt.stats import parameter_count
+
+    config = variant_config(name)
+    torch.manual_seed(0)
+    expected = build_model(config).state_dict()
+    during = {}
+
+    def build_real():
+        torch.manual_seed(0)
+        during["model"] = build_model(config).state_dict()
+
+    with stats._meta_initialisers_skipped():
+        assert torch.nn.init.normal_(torch.zeros(3)).abs().sum() > 0, "a real tensor is still filled"
+        worker = threading.Thread(target=build_real)
+        worker.start()
+        worker.join()
+    assert parameter_count(config) == build_model(config).num_parameters()
+    for key, tensor in expected.items():
+        assert torch.equal(during["model"][key], tensor), key
+    assert torch.nn.init.normal_.__module__ == "torch.nn.init", "the initialisers are torch's own again"
 
 
 def test_row_names_follow_the_options():
