@@ -151,7 +151,7 @@ def sampling_stage(logits: torch.Tensor, vocab: list[str], temperature: float, t
                      f"{float(cdf[token]):.3f}) of the cumulative distribution (tokens in id order), so "
                      f"{labels[token]} comes next, with probability {per_cent(float(probs[token]))}.")
     ordered = torch.nonzero(probs > 0).flatten()
-    cumulative = Figure("bars", f"cumulative distribution; u = {u:.3f} picks {labels[token]}", cdf[ordered].float(),
-                        x=[labels[i] for i in ordered.tolist()])
+    cumulative = Figure("cumulative", f"cumulative distribution; u = {u:.3f} picks {labels[token]}",
+                        cdf[ordered].float(), x=[labels[i] for i in ordered.tolist()], mark=u)
     return Stage("sampling", "Sampling the next token", sentences,
                  [top_bars(probs, labels, 10, "the 10 likeliest next tokens"), cumulative], token=token)

@@ -18,6 +18,11 @@ HTTP included):
 - **Inside**: the ``/inside`` endpoint (the whole walk of a shipped model on the tab's default
   prompt, every card's figure included) for ``gpt`` and ``llama``, and ``/inside_sample`` (the
   temperature slider: only the last card, from the logits kept), median of rounds;
+- **a temperature change in a browser**: Debian's chromium (through Playwright, when both are
+  there) opens the Inside tab and types temperatures into its slider's box; each is timed by the page
+  itself, from the change until the redone card is on screen (the next animation frame after it
+  arrived). This is what the goal is held to: ``gradio_client`` looks for its answer every 50 ms
+  (a ``time.sleep(0.05)`` in its message loop), so its figure is mostly the client's own waiting;
 - **memory**: the app process's resident set (``VmRSS`` in ``/proc``) when idle after start-up, and
   again after the Compare and attention rounds; then its peak resident set (``VmHWM``) while it
   trains the Train tab's default preset (``gpt``: nanoGPT's CPU recipe) for ``--train-seconds``;
@@ -39,6 +44,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -118,6 +124,65 @@ def cli_training_speed(seconds: float) -> float:
         return tokens_per_second(json.loads((Path(out) / "metrics.json").read_text()))
 
 
+# Run in the page: for each temperature, type it into the Inside tab's slider box and time until the
+# sampling card says it (then one more animation frame, when the browser paints it).
+TEMPERATURE_IN_PAGE = """async (temperatures) => {
+  const label = 'number input for temperature (0 = greedy)';
+  const box = [...document.querySelectorAll(`input[aria-label="${label}"]`)].find(e => e.offsetParent);
+  const card = document.getElementById('inside-sampling');
+  const seconds = [];
+  for (const t of temperatures) {
+    const wanted = `divided by the temperature ${t} and`;
+    const started = performance.now();
+    const shown = new Promise(resolve => {
+      // textContent of the card alone: reading the whole page's innerText would lay it out each time
+      const watch = new MutationObserver(() => {
+        if (card.textContent.includes(wanted)) { watch.disconnect(); requestAnimationFrame(resolve); }
+      });
+      watch.observe(card, {subtree: true, childList: true, characterData: true});
+    });
+    box.value = String(t);
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    box.dispatchEvent(new Event('change', {bubbles: true}));
+    await shown;
+    seconds.push((performance.now() - started) / 1000);
+  }
+  return seconds;
+}"""
+
+
+def browser_temperature_seconds(url: str, changes: int) -> list[float] | None:
+    """A temperature change as a visitor sees it, in Debian's chromium; None without chromium or Playwright."""
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if chromium is None:
+        return None
+    temperatures = [round(0.55 + 0.1 * i, 2) for i in range(changes + 1)]  # the first change warms the page
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.add_init_script("performance.setResourceTimingBufferSize(100000)")
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Inside").click()
+            page.wait_for_function("document.body.innerText.includes('Sampling the next token')", timeout=120_000)
+            # the page's first-open requests all answered (Start here's samples, the slowest, and then a
+            # second without a new one): none of them is timed
+            page.wait_for_function("document.querySelectorAll('.rung-sample').length > 0", timeout=120_000)
+            requests, quiet_since = -1, time.perf_counter()
+            while time.perf_counter() - quiet_since < 1.0:
+                now = page.evaluate("performance.getEntriesByType('resource').length")
+                if now != requests:
+                    requests, quiet_since = now, time.perf_counter()
+                page.wait_for_timeout(100)
+            return page.evaluate(TEMPERATURE_IN_PAGE, temperatures)[1:]
+        finally:
+            browser.close()
+
+
 def timed(call) -> float:
     started = time.perf_counter()
     call()
@@ -165,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"the Inside tab answered {note!r}")
 
         def resample(temperature: float):
-            text, _ = client.predict(temperature, 0, 1.0, 0, api_name="/inside_sample")
+            text = client.predict(temperature, 0, 1.0, 0, api_name="/inside_sample")
             if "Sampling the next token" not in text:
                 raise RuntimeError(f"the temperature slider answered {text!r}")
 
@@ -193,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 + ", Inside " + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in inside_seconds.items())
                 + f", slider {1e3 * slider_seconds[-1]:.0f} ms")
         after_use = memory_of(process.pid)["VmRSS"]
+        log("a temperature change in chromium")
+        browser_seconds = browser_temperature_seconds(url, 3 if args.quick else 9)
 
         log(f"training the default preset for {train_seconds:.0f} s")
         training = dict(DEFAULT_TRAINING, max_seconds=train_seconds, corpus="shakespeare", upload=None, x_axis="step")
@@ -215,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         "heatmap_median": {m: statistics.median(t) for m, t in heatmap_seconds.items()},
         "inside_seconds": inside_seconds, "inside_median": {m: statistics.median(t) for m, t in inside_seconds.items()},
         "slider_seconds": slider_seconds, "slider_median": statistics.median(slider_seconds),
+        "browser_slider_seconds": browser_seconds,
+        "browser_slider_median": statistics.median(browser_seconds) if browser_seconds else None,
         "idle_rss": idle, "rss_after_use": after_use, "peak_rss_before_training": before_training,
         "peak_rss_training": memory["VmHWM"], "rss_after_training": memory["VmRSS"], "trained_for": trained_for,
         "app_training_tokens_per_s": app_speed, "cli_training_tokens_per_s": cli_speed,
@@ -236,8 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     for model, times in inside_seconds.items():
         print(f"| Inside, the whole walk, {model} | {1e3 * result['inside_median'][model]:.0f} ms | "
               f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")
-    print(f"| Inside, a temperature change | {1e3 * result['slider_median']:.0f} ms | "
+    print(f"| Inside, a temperature change through gradio_client | {1e3 * result['slider_median']:.0f} ms | "
           f"{', '.join(f'{1e3 * t:.0f}' for t in slider_seconds)} ms |")
+    if browser_seconds:
+        print(f"| Inside, a temperature change in chromium, until painted | "
+              f"{1e3 * result['browser_slider_median']:.0f} ms | {', '.join(f'{1e3 * t:.0f}' for t in browser_seconds)}"
+              " ms |")
+    else:
+        print("| Inside, a temperature change in chromium | not measured | no chromium or no Playwright here |")
     print(f"| resident memory, idle after start | {idle / GIB:.2f} GiB | after the rounds: {after_use / GIB:.2f} GiB |")
     print(f"| peak resident memory, training the default preset for {trained_for:.0f} s | "
           f"{memory['VmHWM'] / GIB:.2f} GiB | peak before training {before_training / GIB:.2f} GiB |")
@@ -257,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     goal(f"Compare, {compare_label.replace('models', 'shipped models')}", result["compare_median"], 3.0, "s")
     goal("attention heatmap, slowest shipped model", 1e3 * max(result["heatmap_median"].values()), 300.0, "ms")
     goal("Inside, the whole walk, slowest shipped model", 1e3 * max(result["inside_median"].values()), 500.0, "ms")
-    goal("Inside, a temperature change", 1e3 * result["slider_median"], 150.0, "ms")
+    if browser_seconds:
+        goal("Inside, a temperature change (in chromium)", 1e3 * result["browser_slider_median"], 150.0, "ms")
+    else:  # the client's own 50-ms polling counts here: a miss may be the client's
+        goal("Inside, a temperature change (through gradio_client)", 1e3 * result["slider_median"], 150.0, "ms")
     goal("idle resident memory", idle / GIB, 1.0, "GiB")
     goal("peak resident memory while training the default preset", memory["VmHWM"] / GIB, 2.0, "GiB")
     if args.json:

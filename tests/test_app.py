@@ -419,8 +419,7 @@ def test_bertviz_style_views(app_url):
 
 def test_inside_walks_any_family_and_the_temperature_redoes_only_the_draw(app_url):
     c = client(app_url)
-    note, *cards, sampling_text, _ = c.predict("llama", "ROMEO:\nBut soft", -1, 1, 3, 1.0, 0, 1.0, 0,
-                                               api_name="/inside")
+    note, *cards, sampling = c.predict("llama", "ROMEO:\nBut soft", -1, 1, 3, 1.0, 0, 1.0, 0, api_name="/inside")
     assert "following the prediction after token 14" in note and "layer 1 of 4, head 3 of 4" in note
     # each card is an update of its text and visibility; the cards a walk does not need stay hidden
     shown = [card for card in cards[0::2] if card.get("visible")]
@@ -428,9 +427,12 @@ def test_inside_walks_any_family_and_the_temperature_redoes_only_the_draw(app_ur
     assert len(shown) == 14 and not any(card.get("visible") for card in cards[2 * len(shown)::2])
     assert texts[0].startswith("### 1. Text → tokens") and any("Rotary positions" in t for t in texts)
     assert "heads 2, 3 read key/value head 1" in " ".join(texts)
-    assert f"### {len(texts) + 1}. Sampling the next token" in sampling_text and "The draw u = " in sampling_text
-    greedy, _ = c.predict(0.0, 0, 1.0, 0, api_name="/inside_sample")  # the slider: the logits kept, no forward pass
-    assert "At temperature 0 there is no draw" in greedy and greedy.startswith(f"### {len(texts) + 1}.")
+    # the sampling card, one piece of HTML: its words, the top 10 and the draw on the cumulative distribution
+    assert sampling.startswith(f"<h3>{len(texts) + 1}. Sampling the next token</h3>") and "The draw u = " in sampling
+    assert "draw-picked" in sampling and sampling.count("class='draw-row'") == 10
+    greedy = c.predict(0.0, 0, 1.0, 0, api_name="/inside_sample")  # the slider: the logits kept, no forward pass
+    assert "At temperature 0 there is no draw" in greedy and greedy.startswith(f"<h3>{len(texts) + 1}.")
+    assert "draw-strip" not in greedy
     # a family without heads says so, and a choice outside the model is named
     note, *_ = c.predict("lstm", "ROMEO:", -1, 1, 2, 1.0, 0, 1.0, 0, api_name="/inside")
     assert "has no heads to choose from" in note

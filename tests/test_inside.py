@@ -138,6 +138,32 @@ def test_the_draw_is_the_one_compare_makes():
     assert "keeps 5 of" in " ".join(again.sentences)
 
 
+def test_the_sampling_card_draws_the_slice_the_draw_falls_in():
+    """The card the slider redoes is drawn as HTML: the top-10 bars and the strip of the cumulative
+    distribution, whose highlighted slice is the token drawn; token text is escaped."""
+    import html
+    import re
+
+    from babygpt.models.stages import shown
+    from babygpt.ui.inside_tab import sampling_html
+
+    vocab = ["a", "<b>", "&", "c", "d"]
+    logits = torch.tensor([2.0, 1.5, 0.1, -1.0, 0.4])
+    for u in (0.01, 0.3, 0.62, 0.97):
+        stage = sampling_stage(logits, vocab, 1.0, 0, 1.0, u)
+        drawn = sampling_html(3, stage)
+        assert "<b>" not in drawn and "&lt;b&gt;" in drawn and "&amp;" in drawn
+        widths = [float(w) for w in re.findall(r"draw-slice[^']*' style='width: ([0-9.]+)%'", drawn)]
+        assert len(widths) == 5 and sum(widths) == pytest.approx(100, abs=0.01)
+        picked = re.findall(r"draw-slice draw-picked' style='[^']*' title='([^:]*):", drawn)
+        assert picked == [html.escape(shown(vocab[stage.token]))], (u, stage.token)
+        assert f"u = {u:.3f}" in drawn and drawn.startswith("<h3>3. Sampling the next token</h3>")
+        assert drawn.count("class='draw-row'") == 5  # the top 10 of 5 tokens: all of them
+    # at temperature 0 there is no draw: the highest logits only, a negative one drawn apart
+    greedy = sampling_html(3, sampling_stage(logits, vocab, 0.0))
+    assert "draw-strip" not in greedy and "draw-negative" in greedy
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"prompt": ""}, "the prompt is empty"),
     ({"prompt": "the cat", "position": 7}, "position 7 is outside the prompt's 7 tokens"),

@@ -19,8 +19,9 @@ import torch
 @dataclass
 class Figure:
     """One plot of a stage card: ``kind`` is ``bars`` (1-D values, one label per bar), ``vector``
-    (1-D values, indexed by dimension) or ``heatmap`` (2-D values, ``y`` labels rows and ``x``
-    columns; ``masked`` cells are drawn as masked, not as numbers)."""
+    (1-D values, indexed by dimension), ``heatmap`` (2-D values, ``y`` labels rows and ``x``
+    columns; ``masked`` cells are drawn as masked, not as numbers) or ``cumulative`` (a cumulative
+    distribution, one label per step, with ``mark`` the point drawn on it)."""
 
     kind: str
     title: str
@@ -28,6 +29,7 @@ class Figure:
     x: list[str] | None = None
     y: list[str] | None = None
     masked: torch.Tensor | None = None
+    mark: float | None = None
 
 
 @dataclass

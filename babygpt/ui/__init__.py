@@ -90,4 +90,4 @@ def forget_session(request: gr.Request) -> None:
     end_session(request.session_hash)
 
 
-CSS = compare_tab.CSS + attention_lines.CSS + start_tab.CSS + CSS_EXTRA
+CSS = compare_tab.CSS + attention_lines.CSS + start_tab.CSS + inside_tab.CSS + CSS_EXTRA
