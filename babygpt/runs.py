@@ -180,6 +180,10 @@ def resume_run(out_dir: str | Path, data: str | None = None, train: dict | None 
         token_map = load_tokenizer(Path(out_dir) / "tokenizer.json")
         model = build_model(config_from_json(config["model"]))
     saved = {k: v for k, v in config.get("train", {}).items() if k not in MACHINE_SETTINGS}
+    trained_with, asked = saved.get("optimizer", "adamw"), (train or {}).get("optimizer")
+    if asked is not None and asked != trained_with:  # the saved state is that optimizer's
+        raise ValueError(f"cannot resume {out_dir} with {asked}: it trained with {trained_with}; resume it with "
+                         f"{trained_with}, or train a new run with {asked}")
     try:
         train_config = TrainConfig.from_dict({**saved, **(train or {})})
     except ValueError as error:

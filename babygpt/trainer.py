@@ -38,8 +38,11 @@ from .evaluation import addition_accuracy, loss_over
 from .machine import matmul_peak_flops
 from .models import LanguageModel
 from .models.base import check_choice, check_int, config_from_dict
+from .muon import MuonWithAdamW
 from .sampling import generate
 from .stats import flops_per_token, model_flops_utilisation
+
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
@@ -51,7 +54,9 @@ class TrainConfig:
     min_lr: float = field(default=1e-4, metadata={"help": "learning rate at the end of the cosine decay"})
     warmup_iters: int = field(default=100, metadata={"help": "steps of linear warmup"})
     lr_decay_iters: int = field(default=0, metadata={"help": "steps of cosine decay (0 = max_iters)"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on Linear weights"})
+    optimizer: str = field(default="adamw", metadata={"help": "adamw, or muon: Muon for the hidden weight "
+                                                              "matrices, AdamW for the rest"})
+    weight_decay: float = field(default=0.1, metadata={"help": "weight decay on the weight matrices"})
     beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
     beta2: float = field(default=0.99, metadata={"help": "AdamW beta2"})
     grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient norm to this (0 = off)"})
@@ -89,6 +94,7 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         check_choice(self, "dtype", ("float32", "bfloat16"))
+        check_choice(self, "optimizer", OPTIMIZERS)
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(self.device)):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
 
@@ -146,23 +152,36 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_lr)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW that decays the weight matrices only (the family's ``matrices()``): never biases, norm
-    gains, embedding tables or a head tied to one.
+    gains, embedding tables or a head tied to one. With ``optimizer="muon"`` the family's
+    ``hidden_matrices()`` go to Muon instead (``babygpt.muon``), decayed too, and AdamW keeps the rest.
 
-    Group 0 holds the decayed weights, group 1 everything else.
+    Every group says whether it is ``decayed`` (a resumed run sets those to its own weight decay).
     """
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decayed = {id(p) for p in model.matrices()} - embeddings
     params = [p for p in model.parameters() if p.requires_grad]
+    to_muon = set()
+    if config.optimizer == "muon":
+        to_muon = {id(p) for p in model.hidden_matrices() if p.requires_grad}
+        if not to_muon:
+            raise ValueError(f"muon has no weight matrices to train inside this {type(model).__name__} (a lookup "
+                             "table, or a frozen base under a LoRA adapter); train it with adamw")
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decayed = {id(p) for p in model.matrices()} - embeddings - to_muon
     groups = [
-        {"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay, "decayed": True},
+        {"params": [p for p in params if id(p) not in decayed | to_muon], "weight_decay": 0.0, "decayed": False},
     ]
     # The fused kernel exists for CPU and CUDA tensors and is much faster than the loop.
-    return torch.optim.AdamW(
+    adamw = torch.optim.AdamW(
         groups, lr=config.learning_rate, betas=(config.beta1, config.beta2), fused=device.type in ("cpu", "cuda")
     )
+    if not to_muon:
+        return adamw
+    hidden = [{"params": [p for p in params if id(p) in to_muon], "decayed": True}]
+    muon = torch.optim.Muon(hidden, lr=config.learning_rate, weight_decay=config.weight_decay,
+                            adjust_lr_fn="match_rms_adamw")
+    return MuonWithAdamW(adamw, muon)
 
 
 class Trainer:
@@ -229,14 +248,18 @@ class Trainer:
         """Continue from ``out_dir``'s training state: weights, optimizer, RNG, counters, history."""
         if self.out_dir is None:
             raise ValueError("resume needs the run's out_dir")
+        # which groups take the weight decay, by position, from the optimizer as made (not as saved)
+        decayed = [i for i, group in enumerate(self.optimizer.param_groups) if group.get("decayed")]
         state, rng = checkpoint.load_training_state(self.out_dir, self.model, self.optimizer)
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.train_seconds, self.history = state["train_seconds"], state["history"]
         self.best_val_loss = state["best_val_loss"] if state["best_val_loss"] is not None else math.inf
         # The saved hyperparameters are the old run's; this run's settings win (lr is set per step).
-        for group in self.optimizer.param_groups:
-            group["betas"] = (self.config.beta1, self.config.beta2)
-        self.optimizer.param_groups[0]["weight_decay"] = self.config.weight_decay  # make_optimizer's decayed group
+        for i, group in enumerate(self.optimizer.param_groups):
+            if "betas" in group:  # AdamW's groups (Muon has a momentum instead)
+                group["betas"] = (self.config.beta1, self.config.beta2)
+            if i in decayed:
+                group["weight_decay"] = self.config.weight_decay
         self.batch_generator.set_state(rng["batch_generator"])
         if f"torch.{self.rank}" in rng:
             torch.set_rng_state(rng[f"torch.{self.rank}"])

@@ -12,7 +12,7 @@ from gradio_client.exceptions import AppError
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
                      learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step",
                      tokenizer="char", bpe_vocab_size=512, seed=1337, dropout=0.0, weight_decay=0.1, warmup_iters=100,
-                     bf16=False)
+                     bf16=False, optimizer="adamw")
 
 
 def client(url: str) -> Client:
@@ -231,7 +231,7 @@ def test_another_visitors_stop_leaves_my_training_running(app_url):
 def test_the_more_knobs_reach_the_checkpoint_and_a_seed_repeats_a_run(app_url, tmp_path):
     c = client(app_url)
     knobs = dict(tokenizer="bpe", bpe_vocab_size=300, seed=7, dropout=0.1, weight_decay=0.02, warmup_iters=5,
-                 bf16=False)
+                 bf16=False, optimizer="muon")
     first = train(c, **knobs)
     again = train(c, **knobs)
     other_seed = train(c, **{**knobs, "seed": 8})
@@ -243,8 +243,8 @@ def test_the_more_knobs_reach_the_checkpoint_and_a_seed_repeats_a_run(app_url, t
     config, tokenizer, val = configs[0]
     assert tokenizer["kind"] == "bpe" and config["model"]["vocab_size"] == 300
     assert config["model"]["dropout"] == 0.1
-    assert {k: config["train"][k] for k in ("seed", "weight_decay", "warmup_iters", "dtype")} == {
-        "seed": 7, "weight_decay": 0.02, "warmup_iters": 5, "dtype": "float32"}
+    assert {k: config["train"][k] for k in ("seed", "weight_decay", "warmup_iters", "dtype", "optimizer")} == {
+        "seed": 7, "weight_decay": 0.02, "warmup_iters": 5, "dtype": "float32", "optimizer": "muon"}
     assert configs[1][2] == val, "the same seed and settings train the same model"
     assert configs[2][2] != val, "another seed, another model"
     # left out (an older client), the knobs take their defaults: characters, seed 1337
@@ -252,6 +252,7 @@ def test_the_more_knobs_reach_the_checkpoint_and_a_seed_repeats_a_run(app_url, t
     with zipfile.ZipFile(archive) as z:
         assert json.loads(z.read("tokenizer.json"))["kind"] == "char"
         assert json.loads(z.read("config.json"))["train"]["seed"] == 1337
+        assert json.loads(z.read("config.json"))["train"]["optimizer"] == "adamw"
 
 
 def test_bf16_autocast_is_taken_only_where_the_cpu_has_bf16_instructions(app_url):

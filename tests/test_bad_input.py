@@ -109,6 +109,8 @@ APP = [
     ("app /train", "a BPE vocabulary of 100 (the least is 260)", "Value 100 is less than minimum value 260"),
     ("app /train", "dropout 0.9 (the most is 0.5)", "Value 0.9 is greater than maximum value 0.5"),
     ("app /train", "a negative weight decay", "Value -0.1 is less than minimum value 0"),
+    ("app /train", "an optimizer that does not exist", "not in the list of choices"),
+    ("app /train", "Muon for the bigram (a table: no weight matrices)", "muon has no weight matrices to train"),
     ("app /finetune", "a base model no one has", "no model named 'nope'"),
     ("app /finetune", "LoRA alpha 0", "LoRA alpha must be positive"),
     ("app /describe", "n_layer 13 (the cap is 12)", "Value 13 is greater than maximum value 12"),
@@ -201,7 +203,7 @@ def write(path: Path, data: bytes) -> Path:
 TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=5,
                 learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step",
                 tokenizer="char", bpe_vocab_size=512, seed=1337, dropout=0.0, weight_decay=0.1, warmup_iters=100,
-                bf16=False)
+                bf16=False, optimizer="adamw")
 
 
 def app_call(c: Client, surface: str, what: str, tmp_path: Path):
@@ -236,6 +238,8 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
         "a BPE vocabulary of 100 (the least is 260)": lambda: train(tokenizer="bpe", bpe_vocab_size=100),
         "dropout 0.9 (the most is 0.5)": lambda: train(dropout=0.9),
         "a negative weight decay": lambda: train(weight_decay=-0.1),
+        "an optimizer that does not exist": lambda: train(optimizer="sgd"),
+        "Muon for the bigram (a table: no weight matrices)": lambda: train(preset="bigram", optimizer="muon"),
         "a base model no one has": lambda: finetune(base="nope"),
         "LoRA alpha 0": lambda: finetune(alpha=0),
         "a mode that does not exist": lambda: c.predict("from memory", "gpt", api_name="/switch_mode"),

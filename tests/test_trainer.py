@@ -49,6 +49,46 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
         assert partial[step] == uninterrupted[step]
 
 
+@pytest.mark.parametrize("preset, model", [("gpt", TINY_MODEL), ("llama", {**TINY_MODEL, "n_kv_head": 1}),
+                                           ("lstm", {"n_layer": 2, "n_embd": 16, "n_hidden": 24, "block_size": 16}),
+                                           ("ngram", {"n": 3, "n_embd": 8, "n_hidden": 32, "block_size": 16})])
+def test_muon_trains_the_hidden_matrices_and_resumes_exactly(tmp_path, preset, model):
+    """optimizer="muon": Muon for the family's hidden matrices, AdamW for embeddings, head, norms and
+    biases; the loss falls, and stop-and-resume equals an uninterrupted run (Muon's momentum saved)."""
+    def run(out):
+        return new_run("shakespeare", preset=preset, model=model, train={**TINY_TRAIN, "optimizer": "muon"},
+                       out_dir=out)
+
+    trainer = run(tmp_path / "a")
+    hidden = {id(p) for p in trainer.model.hidden_matrices()}
+    muon = trainer.optimizer.parts[1]
+    assert isinstance(muon, torch.optim.Muon) and {id(p) for g in muon.param_groups for p in g["params"]} == hidden
+    adamw = {id(p) for g in trainer.optimizer.parts[0].param_groups for p in g["params"]}
+    assert adamw == {id(p) for p in trainer.model.parameters()} - hidden, "every other parameter with AdamW"
+    head = [m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)
+            and m.out_features == trainer.model.config.vocab_size]
+    assert head and all(id(p) in adamw for p in head), "the output head stays with AdamW"
+    uninterrupted = losses(trainer)
+    assert sum(list(uninterrupted.values())[-4:]) < sum(list(uninterrupted.values())[:4]), "it learns"
+    stopped = run(tmp_path / "b")
+    partial = losses(stopped, stop_at=10)
+    resumed = losses(resume_run(tmp_path / "b"))
+    assert min(resumed) == 11 and max(resumed) == 24
+    for step in range(11, 25):
+        assert resumed[step] == pytest.approx(uninterrupted[step], abs=1e-5), step
+    assert partial[10] == uninterrupted[10]
+
+
+def test_muon_refuses_what_it_cannot_train_and_a_resume_may_not_switch_optimizers(tmp_path):
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="muon has no weight matrices to train inside this Bigram"):
+        new_run("shakespeare", preset="bigram", train={**TINY_TRAIN, "optimizer": "muon"})
+    losses(tiny_run(tmp_path), stop_at=5)
+    with pytest.raises(ValueError, match="trained with adamw; resume it with adamw"):
+        resume_run(tmp_path, train={"optimizer": "muon"})
+
+
 def test_events_carry_what_the_ui_shows(tmp_path):
     events = list(tiny_run(tmp_path).run())
     kinds = [e.kind for e in events]

@@ -281,6 +281,16 @@ class LanguageModel(nn.Module):
         tables aside) and what ``matmul_weights`` counts. The default: every ``nn.Linear`` weight."""
         return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
 
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The matrices between the input and the output: what Muon orthogonalises, while the
+        embedding table and the output head stay with AdamW (as the modded-nanogpt speedrun does).
+        The default: ``matrices()`` without embedding tables and without the layer that writes the
+        logits (an ``nn.Linear`` with ``vocab_size`` outputs)."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        heads = {id(m.weight) for m in self.modules()
+                 if isinstance(m, nn.Linear) and m.out_features == self.config.vocab_size}
+        return [p for p in self.matrices() if id(p) not in embeddings | heads]
+
     def matmul_weights(self) -> int:
         """Weights multiplied once per token (2 FLOPs each): every matrix, a head tied to the
         embedding included; embedding lookups are indexing, not arithmetic."""

@@ -39,6 +39,7 @@ LIMITS = {"n_layer": 12, "n_head": 16, "n_embd": 512, "block_size": 512, "batch_
 SIZE_FIELDS = ("n_layer", "n_head", "n_embd", "block_size")
 MODEL_FIELDS = (*SIZE_FIELDS, "dropout")
 TOKENIZERS = [("characters (char)", "char"), ("byte-level BPE (bpe)", "bpe")]
+OPTIMIZER_CHOICES = [("AdamW (adamw)", "adamw"), ("Muon for the hidden matrices, AdamW for the rest (muon)", "muon")]
 MIN_BPE_VOCAB = 260  # byte-level BPE starts from the 256 bytes; fewer leaves no room for merges
 PLOT_EVERY_SECONDS = 0.5
 # The app trains one model at a time (the "train" concurrency group): everyone who presses a Start
@@ -88,13 +89,14 @@ class Knobs:
     weight_decay: float = 0.1
     warmup_iters: int = 100
     bf16: bool = False
+    optimizer: str = "adamw"
 
     @classmethod
     def from_form(cls, tokenizer=None, bpe_vocab_size=None, seed=None, dropout=None, weight_decay=None,
-                  warmup_iters=None, bf16=None) -> Knobs:
+                  warmup_iters=None, bf16=None, optimizer=None) -> Knobs:
         """The form's values, checked; one left out (None) takes its default."""
         given = {"tokenizer": tokenizer, "bpe_vocab_size": bpe_vocab_size, "seed": seed, "dropout": dropout,
-                 "weight_decay": weight_decay, "warmup_iters": warmup_iters, "bf16": bf16}
+                 "weight_decay": weight_decay, "warmup_iters": warmup_iters, "bf16": bf16, "optimizer": optimizer}
         knobs = cls(**{name: value for name, value in given.items() if value is not None})
         if knobs.tokenizer not in {kind for _, kind in TOKENIZERS}:
             raise ValueError(f"tokenizer must be char or bpe, got {knobs.tokenizer!r}")
@@ -102,13 +104,15 @@ class Knobs:
                                             LIMITS["bpe_vocab_size"])
         knobs.seed = whole_number(knobs.seed, "seed", 0, LIMITS["seed"])
         knobs.warmup_iters = whole_number(knobs.warmup_iters, "warmup steps", 0, LIMITS["warmup_iters"])
+        if knobs.optimizer not in {kind for _, kind in OPTIMIZER_CHOICES}:
+            raise ValueError(f"optimizer must be adamw or muon, got {knobs.optimizer!r}")
         if knobs.bf16 and not bf16_trains_fast():
             raise ValueError("bf16 autocast is off on this machine: " + bf16_note())
         return knobs
 
     def train_settings(self) -> dict:
         return {"seed": self.seed, "weight_decay": float(self.weight_decay), "warmup_iters": self.warmup_iters,
-                "dtype": "bfloat16" if self.bf16 else "float32"}
+                "dtype": "bfloat16" if self.bf16 else "float32", "optimizer": self.optimizer}
 
 
 def settings_from_form(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
@@ -276,13 +280,13 @@ def status_line(event) -> str:
 @friendly
 def train(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds,
           corpus, upload, x_axis, tokenizer=None, bpe_vocab_size=None, seed=None, dropout=None, weight_decay=None,
-          warmup_iters=None, bf16=None, request: gr.Request = None, progress=gr.Progress()):
+          warmup_iters=None, bf16=None, optimizer=None, request: gr.Request = None, progress=gr.Progress()):
     """Train and stream (plot, status, sample, model list, download). Stop keeps the best model."""
     session = session_of(request)
     session.stop_requested.clear()
     with trainer_turn(request, max_seconds, run_kind(preset, n_layer, n_head, n_embd, block_size, batch_size,
                                                      corpus)) as turn:
-        knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16)
+        knobs = Knobs.from_form(tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16, optimizer)
         family, model, train_settings = settings_from_form(
             preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds, knobs
         )
@@ -485,7 +489,12 @@ def more_knobs_fields(defaults: tuple) -> list[gr.components.Component]:
         warmup_iters = whole_number_field("warmup_iters", defaults[9], minimum=0)
         bf16 = gr.Checkbox(knobs.bf16, label="bf16 autocast (dtype=bfloat16)", info=bf16_note(),
                            interactive=bf16_trains_fast())
-    return [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16]
+    muon_note = ("Muon moves every direction of a weight matrix by the same amount (its update orthogonalised); "
+                 "the embedding table, the output head, norms and biases keep AdamW")
+    if not bf16_trains_fast():
+        muon_note += ". Slow here: torch's Muon orthogonalises in bf16, which this CPU emulates"
+    optimizer = gr.Radio(OPTIMIZER_CHOICES, value=knobs.optimizer, label="optimizer (optimizer)", info=muon_note)
+    return [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16, optimizer]
 
 
 def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.components.Component]:
@@ -510,9 +519,10 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
         learning_rate = gr.Number(defaults[6], label="learning rate (learning_rate)",
                                   info="how far each step moves the weights")
         max_seconds = gr.Number(60, label="time budget (s, 0 = none)", minimum=0)
-    with gr.Accordion("more knobs: tokenizer, seed, dropout, weight decay, warmup, bf16", open=False) as more:
+    with gr.Accordion("more knobs: tokenizer, seed, dropout, weight decay, warmup, bf16, optimizer",
+                      open=False) as more:
         more_knobs = more_knobs_fields(defaults)
-    tokenizer, bpe_vocab_size, _, dropout, weight_decay, warmup_iters, _ = more_knobs
+    tokenizer, bpe_vocab_size, _, dropout, weight_decay, warmup_iters, _, _ = more_knobs
     summary = gr.Markdown()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
