@@ -125,12 +125,15 @@ def cli_here(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
-def raw_call(url: str, api_name: str, body: str) -> tuple[str, object]:
-    """An endpoint called over plain HTTP, as any client can: (last event, its data)."""
-    posted = httpx.post(f"{url}gradio_api/call/{api_name}", content=body,
-                        headers={"content-type": "application/json"}, timeout=30)
+def raw_call(url: str, api_name: str, body: str, http: httpx.Client | None = None) -> tuple[str, object]:
+    """An endpoint called over plain HTTP, as any client can: (last event, its data). ``http``: one
+    connection kept for many calls (with a ``session_hash`` in the body they are one visitor's;
+    without, each call is a new visitor, whose copy of the page gradio makes first)."""
+    http = http or httpx
+    posted = http.post(f"{url}gradio_api/call/{api_name}", content=body,
+                       headers={"content-type": "application/json"}, timeout=30)
     posted.raise_for_status()
-    answer = httpx.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=120).text
+    answer = http.get(f"{url}gradio_api/call/{api_name}/{posted.json()['event_id']}", timeout=120).text
     events = re.findall(r"^event: (\w+)\ndata: (.*)$", answer, flags=re.MULTILINE)
     event, data = events[-1]
     return event, json.loads(data)
