@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -100,6 +101,14 @@ def train_tokenizer(kind: str, text: str, vocab_size: int = 512):
     if kind == "bpe":
         return BPETokenizer.train(text, vocab_size)
     raise ValueError(f"unknown tokenizer kind {kind!r}; choose char or bpe")
+
+
+@functools.cache
+def builtin_character_count(corpus: str) -> int:
+    """The character vocabulary of a built-in corpus (what a char model trained on it has), read once."""
+    from .data import load_text  # data needs nothing from here; imported late to keep it that way
+
+    return train_tokenizer("char", load_text(corpus)).vocab_size
 
 
 def tokenizer_from_dict(values: dict):

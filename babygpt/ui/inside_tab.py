@@ -88,11 +88,11 @@ def cumulative_html(figure: Figure) -> str:
     labels = figure.x or [str(i) for i in range(len(steps))]
     mark = figure.mark
     # the slice the draw falls in: the first whose upper end lies above it (the last, if rounding left none)
-    picked = next((i for i, high in enumerate(steps) if mark is not None and high > mark), len(steps) - 1)
+    picked = None if mark is None else next((i for i, high in enumerate(steps) if high > mark), len(steps) - 1)
     slices, low = [], 0.0
     for i, (label, high) in enumerate(zip(labels, steps)):
         name = html.escape(label)
-        slices.append(f"<span class='draw-slice{' draw-picked' if i == picked and mark is not None else ''}' "
+        slices.append(f"<span class='draw-slice{' draw-picked' if i == picked else ''}' "
                       f"style='width: {100 * (high - low):.3f}%' title='{name}: [{low:.3f}, {high:.3f})'>"
                       f"{name if high - low >= 0.04 else ''}</span>")
         low = high

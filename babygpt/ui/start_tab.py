@@ -14,9 +14,9 @@ from ..checkpoint import SHIPPED_DIR, has_attention_snapshots, read_json, shippe
 from ..models import make_config
 from ..runs import DEFAULT_PRESET, resolve_settings
 from ..stats import parameter_count
+from ..tokenizer import builtin_character_count
 from .common import friendly, session_of
 from .models import can_be_a_base, load
-from .train_tab import characters_of
 
 ADAPTER = "gpt-kjv-lora"  # the shipped LoRA adapter: gpt fine-tuned on the King James Bible
 REPLAYED = "gpt-block"  # the shipped model trained with attention snapshots
@@ -69,7 +69,7 @@ def samples() -> str:
 
 def train_card() -> str:
     family, model, train = resolve_settings(preset=DEFAULT_PRESET)
-    vocab_size = characters_of("shakespeare")
+    vocab_size = builtin_character_count("shakespeare")
     parameters = parameter_count(make_config(family, **{**model, "vocab_size": vocab_size}))
     shipped = {e["name"]: e for e in read_json(SHIPPED_DIR / "index.json")["checkpoints"]}.get(DEFAULT_PRESET)
     reference = (f" The shipped `{DEFAULT_PRESET}` is this preset after {shipped['steps']:,} steps "

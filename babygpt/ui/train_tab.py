@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import shutil
 import time
 from pathlib import Path
@@ -17,13 +16,13 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ..checkpoint import read_json, shipped_checkpoints
-from ..data import BUILTIN, load_text
+from ..data import BUILTIN
 from ..lora import TARGETS, LoRAConfig, adapter_parameters
 from ..machine import bf16_instructions, bf16_trains_fast
 from ..models import PRESETS, config_from_json, get_family, get_preset, make_config
 from ..runs import DEFAULT_PRESET, FINETUNE_DEFAULTS, new_finetune, new_run, resolve_settings
 from ..stats import flops_per_token, parameter_count
-from ..tokenizer import train_tokenizer
+from ..tokenizer import builtin_character_count
 from ..waiting import WaitingLine
 from .common import first_of, friendly, model_choices, session_key, session_of, whole_number
 
@@ -153,11 +152,10 @@ def describe(preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters,
     )
 
 
-@functools.cache
 def characters_of(corpus: str) -> int:
-    """The character vocabulary of a built-in corpus (an upload's is unknown before training: 65,
+    """The character vocabulary of the chosen corpus (an upload's is unknown before training: 65,
     Tiny Shakespeare's, stands in for it)."""
-    return train_tokenizer("char", load_text(corpus)).vocab_size if corpus in BUILTIN else 65
+    return builtin_character_count(corpus) if corpus in BUILTIN else 65
 
 
 def lora_settings(r, alpha, targets) -> LoRAConfig:
