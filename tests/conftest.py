@@ -140,9 +140,17 @@ def raw_call(url: str, api_name: str, body: str, http: httpx.Client | None = Non
 
 
 @pytest.fixture(scope="session")
-def app_url():
-    with running_app(log_to=os.environ.get("BABYGPT_TEST_APP_LOG")) as url:
-        yield url
+def app_and_its_tmp(tmp_path_factory):
+    """One ``python app.py`` for the whole run: (url, the TMPDIR it keeps visitors' files in), so
+    that a test can look at what appeared there while it ran."""
+    server_tmp = tmp_path_factory.mktemp("server")
+    with running_app(log_to=os.environ.get("BABYGPT_TEST_APP_LOG"), TMPDIR=str(server_tmp)) as url:
+        yield url, server_tmp
+
+
+@pytest.fixture(scope="session")
+def app_url(app_and_its_tmp):
+    return app_and_its_tmp[0]
 
 
 HUB_TOKEN = "hf_secret_test_token_1234"

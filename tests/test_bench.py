@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.reference_models import models_at
+from bench.run import main as bench_main
 from bench.train_speed import NATIVE_BF16
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,5 +106,9 @@ def test_one_entry_point_runs_the_benchmarks_and_writes_one_report(tmp_path):
     assert "| ddp_speed | torchrun 2 processes, gpt: measured" in text
     assert "## ddp_speed" in text and "| gpt | torchrun 2 processes x 1 thread | 1 |" in text
     assert text.split("\n## ", 1)[0] in result.stdout  # the summary is also printed
-    report = subprocess.run([sys.executable, "-m", "bench", "--only", "nope"], cwd=ROOT, capture_output=True, text=True)
-    assert report.returncode == 2 and "unknown benchmark" in report.stderr
+
+
+def test_the_entry_point_refuses_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit) as refused:
+        bench_main(["--only", "nope"])
+    assert refused.value.code == 2 and "unknown benchmark" in capsys.readouterr().err

@@ -222,13 +222,13 @@ def test_hub_tab_and_no_console_errors(page):
     assert page.console_errors == []
 
 
-def test_leaving_the_page_deletes_the_visitors_files(app_url, page):
+def test_leaving_the_page_deletes_the_visitors_files(app_and_its_tmp, page):
     import glob
     import os
-    import tempfile
     import time
 
-    pattern = os.path.join(tempfile.gettempdir(), "babygpt-session-*")  # the app's session folders
+    app_url, server_tmp = app_and_its_tmp
+    pattern = os.path.join(server_tmp, "babygpt-session-*")  # the app's session folders
     before = set(glob.glob(pattern))
     visitor = page.context.browser.new_page()  # a second visitor, in the same browser
     visitor.goto(app_url, wait_until="domcontentloaded")

@@ -29,17 +29,8 @@ def variants(path: str) -> list[str]:
     return [path, quote(path, safe=""), climb, quote(climb, safe=""), climb.replace("/", "%2F")]
 
 
-@pytest.fixture(scope="module")
-def app_with_its_tmp(tmp_path_factory):
-    """One ``python app.py`` for the tests below that only need the app's own TMPDIR to look in:
-    (url, that folder). Each test looks at what appeared in it during the test."""
-    server_tmp = tmp_path_factory.mktemp("server")
-    with running_app(TMPDIR=str(server_tmp)) as url:
-        yield url, server_tmp
-
-
-def test_file_routes_refuse_the_project_the_system_and_other_sessions(app_with_its_tmp):
-    url, tmp_path = app_with_its_tmp
+def test_file_routes_refuse_the_project_the_system_and_other_sessions(app_and_its_tmp):
+    url, tmp_path = app_and_its_tmp
     before = set(tmp_path.glob("babygpt-session-*"))
     alice = Client(url, verbose=False, analytics_enabled=False)
     *_, names, archive = alice.predict(*TINY_TRAINING.values(), api_name="/train")
@@ -64,10 +55,10 @@ HOSTILE_NAMES = ["../../../../etc/passwd", "/etc/passwd", f"{ROOT}/checkpoints/g
                  "..", "~", "gpt\x00", "ｇｐｔ", "gpt\u202e", "../" * 5 + "checkpoints/gpt"]
 
 
-def test_hostile_model_names_never_reach_the_file_system(app_with_its_tmp):
+def test_hostile_model_names_never_reach_the_file_system(app_and_its_tmp):
     """A model name is a key into the session's own list, never a path: every endpoint that takes
     one refuses these, and nothing appears outside the session's folder."""
-    url, tmp_path = app_with_its_tmp
+    url, tmp_path = app_and_its_tmp
     before = set(tmp_path.iterdir())
     c = Client(url, verbose=False, analytics_enabled=False)
     calls = {
@@ -94,10 +85,10 @@ def test_hostile_model_names_never_reach_the_file_system(app_with_its_tmp):
         assert not list(session.rglob("*")), "a refused request left files behind"
 
 
-def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(app_with_its_tmp, tmp_path):
+def test_an_uploaded_symlink_arrives_as_plain_text_and_no_link_is_ever_made(app_and_its_tmp, tmp_path):
     """What crosses the wire is bytes: a visitor's symlink to a file becomes that file's text in
     the app's folders, and nothing under them links anywhere (the server's own files included)."""
-    url, server_tmp = app_with_its_tmp
+    url, server_tmp = app_and_its_tmp
     visitor = tmp_path / "visitor"
     visitor.mkdir()
     target = visitor / "plays.txt"

@@ -10,7 +10,7 @@ from conftest import ROOT
 def test_concurrent_sessions_all_complete_stay_apart_and_their_files_go_when_idle(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.load_test", "--sessions", "4", "--trainers", "2", "--requests", "2",
-         "--idle-seconds", "6", "--compare-tokens", "20", "--train-steps", "60", "--json", str(tmp_path / "load.json")],
+         "--idle-seconds", "6", "--compare-tokens", "20", "--train-steps", "20", "--json", str(tmp_path / "load.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
