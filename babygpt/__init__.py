@@ -8,6 +8,7 @@ The pieces, each usable on its own:
   ladder as its presets, llama); ``models.base``: the interface every family answers, hook points
 - ``babygpt.trainer``: the training loop, which yields events
 - ``babygpt.runs``: start or resume a run from names (what the CLI and the app call)
+- ``babygpt.experiments``: several runs' training curves on one chart, and what compares with what
 - ``babygpt.checkpoint``: safetensors + JSON checkpoint directories, and what a run saves (``RunWriter``)
 - ``babygpt.sampling``: KV-cached generation, sampling controls, a stream of steps with probabilities
 - ``babygpt.evaluation``: loss, bits per character and accuracy (the one loss loop)
