@@ -9,15 +9,18 @@ so char and BPE models on the same text do compare on it.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import plotly.graph_objects as go
 
-from babygpt.checkpoint import load_checkpoint
+from babygpt.checkpoint import Checkpoint, load_checkpoint
 from babygpt.data import Dataset, is_builtin, load_text
 from babygpt.stats import flops_per_token
+from babygpt.tokenizer import tokenizer_from_dict
 
 X_AXES = {"step": "step", "tokens": "tokens seen", "flops": "training FLOPs", "seconds": "training seconds"}
 
@@ -60,29 +63,40 @@ def characters_per_token(tokenizer, corpus: str, block_size: int) -> float | Non
         return 1.0
     if not is_builtin(corpus):
         return None
+    # Encoding a whole corpus takes seconds: remember it per tokenizer (by its contents) and corpus.
+    return _characters_per_token(json.dumps(tokenizer.to_dict(), sort_keys=True), corpus, block_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _characters_per_token(tokenizer_json: str, corpus: str, block_size: int) -> float:
+    tokenizer = tokenizer_from_dict(json.loads(tokenizer_json))
     val = Dataset.from_text(load_text(corpus), tokenizer, block_size).val
     return len(tokenizer.decode(val.tolist())) / len(val)
 
 
-def read_run(name: str, directory: str | Path) -> Run:
-    """The run behind a checkpoint (a model or an adapter) directory."""
-    loaded = load_checkpoint(directory)
-    metrics, model_config = loaded.metrics, loaded.model.config
-    corpus = loaded.config.get("corpus", "unknown")
+def run_of(name: str, checkpoint: Checkpoint) -> Run:
+    """The run behind a loaded checkpoint (a model or an adapter)."""
+    metrics, model_config = checkpoint.metrics, checkpoint.model.config
+    corpus = checkpoint.config.get("corpus", "unknown")
     val_losses = [p["val_loss"] for p in metrics.get("history", []) if p.get("val_loss") is not None]
     best = min(val_losses, default=metrics.get("val_loss"))
     return Run(
         name=name,
         history=list(metrics.get("history", [])),
-        parameters=sum(p.numel() for p in loaded.model.parameters()),
+        parameters=sum(p.numel() for p in checkpoint.model.parameters()),
         best_val_loss=best,
         train_seconds=float(metrics.get("train_seconds", 0.0)),
         tokens_seen=int(metrics.get("tokens_seen", 0)),
         corpus=corpus,
-        tokenizer=f"{loaded.tokenizer.kind}-{loaded.tokenizer.vocab_size}",
+        tokenizer=f"{checkpoint.tokenizer.kind}-{checkpoint.tokenizer.vocab_size}",
         training_flops_per_token=flops_per_token(model_config)["training"],
-        characters_per_token=characters_per_token(loaded.tokenizer, corpus, model_config.block_size),
+        characters_per_token=characters_per_token(checkpoint.tokenizer, corpus, model_config.block_size),
     )
+
+
+def read_run(name: str, directory: str | Path) -> Run:
+    """The run behind a checkpoint (a model or an adapter) directory."""
+    return run_of(name, load_checkpoint(directory))
 
 
 def smoothed(values: list[float], weight: float) -> list[float]:

@@ -1,6 +1,7 @@
 """The app as users and API clients see it: ``python app.py`` on 127.0.0.1, driven by gradio_client."""
 
 import json
+import math
 import time
 import zipfile
 
@@ -8,6 +9,8 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+
+from babygpt.experiments import TABLE_HEADERS
 
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
                      learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step",
@@ -30,7 +33,7 @@ def test_every_event_has_an_api_name(app_url):
             "/attention_lines", "/attention_history", "/attention_replay", "/stop_training", "/preset_values",
             "/describe", "/redraw", "/compare", "/attention", "/stats",
             "/download", "/push", "/load", "/models", "/recolour", "/generated_text",
-            "/attention_generated", "/inside", "/inside_sample"} <= endpoints
+            "/attention_generated", "/inside", "/inside_sample", "/overlay"} <= endpoints
 
 
 def test_train_streams_a_model_that_joins_this_session_only(app_url):
@@ -285,11 +288,11 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     # sizes, batch, steps, learning rate, then dropout, weight decay, warmup
     assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001, 0.0, 0.1, 100]
     assert list(c.predict("bigram", api_name="/preset_values"))[3:7] == [8, 32, 1000, 0.1]
-    compare, inside, attention, stats, hub, bases = c.predict(api_name="/models")
+    compare, inside, attention, stats, hub, bases, experiments = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "lstm", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
                "gpt-low-rank", "llama", "gpt-kjv-lora"}
-    assert names(compare) == names(inside) == names(stats) == names(hub) == shipped
+    assert names(compare) == names(inside) == names(stats) == names(hub) == names(experiments) == shipped
     assert names(attention) == shipped - {"bigram", "ngram", "lstm"}, "only models with attention"
     assert names(bases) == names(attention) - {"gpt-kjv-lora"}, "any model LoRA can adapt, not an adapter"
 
@@ -330,7 +333,7 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
     with zipfile.ZipFile(archive) as z:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(z.namelist())
         assert "model.safetensors" not in z.namelist()
-    compare, _, _, _, _, bases = c.predict(api_name="/models")
+    compare, _, _, _, _, bases, _ = c.predict(api_name="/models")
     assert "my-gpt-lora" in {v for _, v in compare["choices"]} and "my-gpt-lora" not in {v for _, v in bases["choices"]}
 
     args = (["gpt", "my-gpt-lora"], "And God said", 60, 1.0, 0, 1.0, 5, "sampled", "", "probability")
@@ -441,3 +444,27 @@ def test_inside_walks_any_family_and_the_temperature_redoes_only_the_draw(app_ur
         c.predict("gpt", "ROMEO:", -1, 9, 0, 1.0, 0, 1.0, 0, api_name="/inside")
     with pytest.raises(AppError, match="position 6 is outside the prompt's 6 tokens"):
         c.predict("gpt", "ROMEO:", 6, 0, 0, 1.0, 0, 1.0, 0, api_name="/inside")
+
+
+def test_experiments_overlays_runs_of_any_origin_and_marks_what_does_not_compare(app_url):
+    c = client(app_url)
+    train(c, max_iters=20)  # a model of this session's own joins the shipped ones
+    figure, table, note = c.predict(["gpt", "llama", "my-gpt"], "tokens", 0.0, api_name="/overlay")
+    traces = json.loads(figure["plot"])["data"]
+    assert {t["name"] for t in traces} == {f"{n} {s}" for n in ("gpt", "llama", "my-gpt") for s in ("train", "val")}
+    rows = {row[0]: row for row in table["data"]}
+    assert table["headers"] == TABLE_HEADERS and set(rows) == {"gpt", "llama", "my-gpt"}
+    my_val = next(t for t in traces if t["name"] == "my-gpt val")
+    assert my_val["x"][-1] == 20 * 4 * 16, "tokens seen: steps × batch × block"
+    assert "compare directly" in note
+    _, table, note = c.predict(["gpt", "gpt-kjv-lora"], "flops", 0.9, api_name="/overlay")
+    assert "compare only within a group" in note and "kjv" in note
+    gpt = next(row for row in table["data"] if row[0] == "gpt")
+    assert gpt[TABLE_HEADERS.index("bits per character")] == pytest.approx(
+        gpt[TABLE_HEADERS.index("best val loss")] / math.log(2), abs=1e-3), "a character model: 1 character per token"
+    bad = [(([], "step", 0.0), "pick at least one model"), ((["gpt"], "hours", 0.0), "not in the list of choices"),
+           ((["gpt"], "step", 1.0), "greater than maximum value 0.95"), ((["nope"], "step", 0.0), "no model named"),
+           ((["gpt"] * 13, "step", 0.0), "at most 12")]
+    for args, message in bad:
+        with pytest.raises(AppError, match=message):
+            c.predict(*args, api_name="/overlay")

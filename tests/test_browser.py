@@ -215,6 +215,21 @@ def test_model_stats(page):
     shot(page, "stats")
 
 
+def test_experiments_overlays_the_shipped_runs_and_one_trained_here(page):
+    open_tab(page, "Experiments")
+    curves = "document.querySelectorAll('#overlay-chart .scatterlayer .trace').length"
+    page.wait_for_function(f"{curves} === 10", timeout=60_000)  # on first open: 5 shipped models, train and val
+    assert "bits per character" in page.inner_text("body").lower()
+    choose(page, "models (up to 12)", "my-gpt")  # trained in this page by the Train test above
+    page.wait_for_function(f"{curves} === 12", timeout=60_000)
+    page.get_by_role("radio", name="wall time (seconds)").check()
+    x_titles = "[...document.querySelectorAll('#overlay-chart .g-xtitle')].map(e => e.textContent)"
+    page.wait_for_function(f"{x_titles}.includes('training seconds')", timeout=30_000)
+    table = page.locator("#overlay-table").inner_text()
+    assert "my-gpt" in table and "bits per character" in table, table
+    shot(page, "experiments")
+
+
 def test_hub_tab_and_no_console_errors(page):
     open_tab(page, "Hub")
     page.get_by_role("button", name="Download checkpoint (zip)").wait_for()

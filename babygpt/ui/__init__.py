@@ -8,7 +8,17 @@ import sys
 import gradio as gr
 
 from ..machine import describe
-from . import attention_lines, attention_tab, compare_tab, hub_tab, inside_tab, start_tab, stats_tab, train_tab
+from . import (
+    attention_lines,
+    attention_tab,
+    compare_tab,
+    experiments_tab,
+    hub_tab,
+    inside_tab,
+    start_tab,
+    stats_tab,
+    train_tab,
+)
 from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
 from .models import can_be_a_base, end_session, has_attention, load, shipped_checkpoints
 
@@ -53,6 +63,8 @@ def build_app() -> gr.Blocks:
                 attention_selector = attention_tab.build(attention_choices, app)
             with gr.Tab("Model stats", id="stats"):
                 stats_selector = stats_tab.build(choices, app)
+            with gr.Tab("Experiments", id="experiments"):
+                experiments_selector = experiments_tab.build(choices, app)
             with gr.Tab("Hub", id="hub"):
                 hub_selector = hub_tab.build(choices, model_names)
         base_selector = train_form["base"]
@@ -65,10 +77,10 @@ def build_app() -> gr.Blocks:
             names = model_choices(session)
             return (gr.update(choices=names), gr.update(choices=names),
                     gr.update(choices=model_choices(session, attention_only=True)), gr.update(choices=names),
-                    gr.update(choices=names), gr.update(choices=base_choices(session)))
+                    gr.update(choices=names), gr.update(choices=base_choices(session)), gr.update(choices=names))
 
         selectors = [compare_selector, inside_selector, attention_selector, stats_selector, hub_selector,
-                     base_selector]
+                     base_selector, experiments_selector]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
         app.unload(forget_session)
