@@ -9,6 +9,7 @@ The pieces, each usable on its own:
 - ``babygpt.trainer``: the training loop, which yields events
 - ``babygpt.runs``: start or resume a run from names (what the CLI and the app call)
 - ``babygpt.experiments``: several runs' training curves on one chart, and what compares with what
+- ``babygpt.ablation``: one base trained several times, one knob changed, same seed and budget, ranked
 - ``babygpt.checkpoint``: safetensors + JSON checkpoint directories, and what a run saves (``RunWriter``)
 - ``babygpt.sampling``: KV-cached generation, sampling controls, a stream of steps with probabilities
 - ``babygpt.evaluation``: loss, bits per character and accuracy (the one loss loop)

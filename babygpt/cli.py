@@ -1,4 +1,4 @@
-"""``python -m babygpt``: train, finetune, sample, eval, export and list, on the command line.
+"""``python -m babygpt``: train, finetune, sample, eval, export, ablate and list, on the command line.
 
 Every model and training hyperparameter is a flag of ``train``; the flags are made from the
 config dataclasses (their ``help`` metadata), so a new field is a new flag with no edit here.
@@ -12,6 +12,7 @@ import itertools
 import os
 import signal
 import sys
+from pathlib import Path
 
 from . import checkpoint
 from .data import BUILTIN, Dataset, is_builtin, load_text, val_lines
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_command(commands)
     add_eval_command(commands)
     add_export_command(commands)
+    add_ablate_command(commands)
     commands.add_parser("list", help="list model families, presets and built-in corpora")
     return parser
 
@@ -152,6 +154,70 @@ def add_export_command(commands) -> None:
     export.add_argument("--peft", action="store_true",
                         help=("a LoRA adapter as OUT/adapter in PEFT's layout, beside its base in OUT/base (instead of "
                               "merged)"))
+
+
+def add_ablate_command(commands) -> None:
+    from .ablation import MAX_SEEDS, MAX_VALUES
+
+    ablate = commands.add_parser(
+        "ablate", help="train one base several times, one knob changed, and rank the runs",
+        description=("Every run gets the same seed(s) and the same wall-clock budget; the leaderboard ranks the "
+                     "settings by val loss at the budget (bits per character when the tokenizer is the knob). "
+                     "OUT gets one checkpoint per run, results.csv and results.json."))
+    ablate.add_argument("--preset", default=DEFAULT_PRESET, help=f"the base (default {DEFAULT_PRESET})")
+    ablate.add_argument("--knob", required=True,
+                        help=("what to change: a model or training setting of the base (n_layer, dropout, "
+                              "learning_rate, optimizer, …), family, or tokenizer"))
+    ablate.add_argument("--values", required=True,
+                        help=f"2 to {MAX_VALUES} comma-separated values, e.g. 1,2,4 or char,bpe-512 or adamw,muon")
+    ablate.add_argument("--max-seconds", type=float, default=20.0, help="wall-clock budget of each run (default 20)")
+    ablate.add_argument("--seeds", type=int, default=1,
+                        help=f"runs per value, seeds SEED, SEED+1, … (1 to {MAX_SEEDS}; default 1)")
+    ablate.add_argument("--seed", type=int, default=1337, help="the first seed (default 1337)")
+    ablate.add_argument("--data", default="shakespeare", help="built-in corpus or a UTF-8 text file")
+    ablate.add_argument("--tokenizer", choices=["char", "bpe"], default="char", help="the base's tokenizer")
+    ablate.add_argument("--bpe-vocab-size", type=int, default=512, help="the base's BPE vocabulary size")
+    ablate.add_argument("--out", default="out/ablation", help="directory to write (default out/ablation)")
+
+
+def run_ablate(args) -> int:
+    from .ablation import (
+        LEADERBOARD_HEADERS,
+        AblationSpec,
+        leaderboard_rows,
+        plan,
+        ranked_by,
+        run_ablation,
+        split_values,
+    )
+
+    spec = AblationSpec(args.knob, split_values(args.values), preset=args.preset, corpus=args.data,
+                        max_seconds=args.max_seconds, seeds=args.seeds, seed=args.seed, tokenizer=args.tokenizer,
+                        bpe_vocab_size=args.bpe_vocab_size)
+    runs = plan(spec)
+    print(f"{len(runs)} runs of {args.preset}, {args.knob} in {{{', '.join(spec.values)}}}, "
+          f"{args.max_seconds:g} s each, into {args.out}")
+    stopping = []
+    signal.signal(signal.SIGINT, lambda *_: (stopping.append(True), signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    for event in run_ablation(spec, args.out, runs, stop=lambda: bool(stopping)):
+        if event.kind == "start":
+            print(f"[{event.index + 1}/{event.total}] {event.run.label}, seed {event.run.seed}")
+        elif event.kind == "train" and event.train_event.kind == "eval":
+            e = event.train_event
+            print(f"    step {e.step:,} ({e.elapsed:.0f} s): train {e.train_loss:.4f}, val {e.val_loss:.4f}")
+        elif event.kind == "finished":
+            r = event.result
+            print(f"    val {r.val_loss:.4f} at the budget ({r.bits_per_char:.4f} bits/char) after {r.steps:,} steps, "
+                  f"{r.tokens_per_second:,.0f} tokens/s")
+        elif event.kind == "done":
+            results = event.results
+    rows = leaderboard_rows(results)
+    print(f"\nleaderboard, ranked by {ranked_by(results).replace('_', ' ')}:")
+    widths = [max(len(str(x)) for x in column) for column in zip(LEADERBOARD_HEADERS, *rows)]
+    for row in [LEADERBOARD_HEADERS, *rows]:
+        print("  ".join(str("" if x is None else x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(f"results: {Path(args.out) / 'results.csv'}, {Path(args.out) / 'results.json'}")
+    return 0
 
 
 def start_distributed(device: str | None) -> bool:
@@ -374,7 +440,7 @@ def run_list(_args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"train": run_train, "finetune": run_finetune, "sample": run_sample, "eval": run_eval,
-               "export": run_export, "list": run_list}[args.command]
+               "export": run_export, "ablate": run_ablate, "list": run_list}[args.command]
     try:
         return command(args)
     except (ValueError, FloatingPointError) as error:
