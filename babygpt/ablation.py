@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import load_text
+from .experiments import Run, overlay_figure
 from .models import FAMILIES, get_family, get_preset
 from .runs import new_run, resolve_settings
 from .tokenizer import train_tokenizer
@@ -92,6 +93,7 @@ class RunResult:
     tokenizer: str
     history: list[dict]
     checkpoint: str | None
+    training_flops_per_token: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -110,6 +112,8 @@ class AblationEvent:
     train_event: TrainEvent | None = None
     result: RunResult | None = None
     results: list[RunResult] | None = None
+    history: list[dict] | None = None  # "train": the run's evaluations so far
+    tokenizer: str | None = None  # "train": the run's tokenizer, as RunResult names it
 
 
 def knobs_for(family: str) -> list[str]:
@@ -224,7 +228,8 @@ def run_ablation(spec: AblationSpec, out_dir: str | Path | None = None, runs: li
     results = []
     for index in range(first, len(runs)):
         result = None
-        for event in run_one(spec, runs, index, out_dir, stop):
+        run_dir = Path(out_dir) / runs[index].name if out_dir is not None else None
+        for event in run_one(spec, runs, index, run_dir, stop):
             if event.kind == "finished":
                 result = event.result
             yield event
@@ -236,18 +241,20 @@ def run_ablation(spec: AblationSpec, out_dir: str | Path | None = None, runs: li
     yield AblationEvent("done", len(results), len(runs), results=results)
 
 
-def run_one(spec: AblationSpec, runs: list[PlannedRun], index: int, out_dir: str | Path | None,
+def run_one(spec: AblationSpec, runs: list[PlannedRun], index: int, run_dir: str | Path | None,
             stop=None) -> Iterator[AblationEvent]:
-    """The ``index``-th planned run: "start", its trainer's events as "train", then "finished"."""
+    """The ``index``-th planned run, its checkpoint in ``run_dir``: "start", its trainer's events
+    as "train", then "finished"."""
     run = runs[index]
     yield AblationEvent("start", index, len(runs), run=run)
-    run_dir = Path(out_dir) / run.name if out_dir is not None else None
     trainer = new_run(spec.corpus, run.family, None, run.model, run.train, tokenizer=run.tokenizer,
                       bpe_vocab_size=run.bpe_vocab_size, out_dir=run_dir)
+    tokenizer = f"{trainer.tokenizer.kind}-{trainer.tokenizer.vocab_size}"
     for event in trainer.run():
         if stop is not None and stop():
             trainer.stop()
-        yield AblationEvent("train", index, len(runs), run=run, train_event=event)
+        yield AblationEvent("train", index, len(runs), run=run, train_event=event, history=trainer.history,
+                            tokenizer=tokenizer)
     val = trainer.dataset.val
     characters_per_token = len(trainer.tokenizer.decode(val.tolist())) / len(val)
     last = trainer.history[-1]
@@ -255,9 +262,23 @@ def run_one(spec: AblationSpec, runs: list[PlannedRun], index: int, out_dir: str
         label=run.label, value=run.value, seed=run.seed, val_loss=last["val_loss"], best_val_loss=trainer.best_val_loss,
         bits_per_char=last["val_loss"] / math.log(2) / characters_per_token, steps=trainer.step,
         tokens_seen=trainer.tokens_seen, train_seconds=trainer.train_seconds,
-        parameters=trainer.model.num_parameters(), tokenizer=f"{trainer.tokenizer.kind}-{trainer.tokenizer.vocab_size}",
-        history=list(trainer.history), checkpoint=str(run_dir) if run_dir else None)
+        parameters=trainer.model.num_parameters(), tokenizer=tokenizer,
+        history=list(trainer.history), checkpoint=str(run_dir) if run_dir else None,
+        training_flops_per_token=trainer.flops_per_token)
     yield AblationEvent("finished", index, len(runs), run=run, result=result)
+
+
+def ablation_figure(spec: AblationSpec, results: list[RunResult], current: AblationEvent | None = None,
+                    x_axis: str = "seconds"):
+    """Every finished run's curves and the running one's so far, on one chart (equal budgets: wall
+    time is the fair x axis)."""
+    runs = [Run(f"{r.label} seed {r.seed}", r.history, r.parameters, r.val_loss, r.train_seconds, r.tokens_seen,
+                spec.corpus, r.tokenizer, r.training_flops_per_token, None) for r in results]
+    if current is not None and current.history:
+        run = current.run
+        runs.append(Run(f"{run.label} seed {run.seed} (running)", list(current.history), 0, None, 0.0, 0,
+                        spec.corpus, current.tokenizer, 0.0, None))
+    return overlay_figure(runs, x_axis)
 
 
 def ranked_by(results: list[RunResult]) -> str:

@@ -146,3 +146,16 @@ def test_the_ablate_command_prints_a_leaderboard_and_refuses_a_bad_value(tmp_pat
     refused = cli_here("ablate", "--knob", "n_layer", "--values", "1,zero", "--out", tmp_path / "never")
     assert refused.returncode == 2 and "n_layer=zero: n_layer takes int values" in refused.stderr
     assert not (tmp_path / "never").exists(), "refused before anything was written"
+
+
+def test_a_stopped_ablation_ends_its_run_at_once_and_starts_no_other(tmp_path):
+    stopping = []
+    events = []
+    for event in run_ablation(spec("n_layer", ["1", "2", "3"], max_seconds=30), tmp_path, stop=lambda: bool(stopping)):
+        events.append(event)
+        if event.kind == "train" and event.train_event.step == 3:
+            stopping.append(True)
+    results = events[-1].results
+    assert len(results) == 1 and results[0].steps <= 4, "the run ends after the step in progress"
+    assert [e.index for e in events if e.kind == "start"] == [0], "no further run starts"
+    assert (tmp_path / "results.csv").is_file(), "what finished is kept"

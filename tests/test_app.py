@@ -1,15 +1,18 @@
 """The app as users and API clients see it: ``python app.py`` on 127.0.0.1, driven by gradio_client."""
 
+import csv
 import json
 import math
 import time
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from babygpt.ablation import LEADERBOARD_HEADERS
 from babygpt.experiments import TABLE_HEADERS
 
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
@@ -468,3 +471,45 @@ def test_experiments_overlays_runs_of_any_origin_and_marks_what_does_not_compare
     for args, message in bad:
         with pytest.raises(AppError, match=message):
             c.predict(*args, api_name="/overlay")
+
+
+def run_ablation_through_the_api(c: Client, *form):
+    """What the page does: /ablate plans, then each run's /ablation_run hands the next run its ticket."""
+    status, _, _, _, ticket = c.predict(*form, api_name="/ablate")
+    answers = []
+    while isinstance(ticket, str) and ticket:
+        answers.append(c.predict(ticket, api_name="/ablation_run"))
+        ticket = answers[-1][-1]
+    return status, answers
+
+
+def test_an_ablation_queues_its_runs_ranks_them_and_offers_the_results(app_url):
+    c = client(app_url)
+    status, answers = run_ablation_through_the_api(c, "bigram", "learning_rate", "0.1,0.01", 2, 1, "shakespeare")
+    assert status.startswith("4 runs queued (learning_rate ∈ {0.1, 0.01} × 2 seed(s), 1 s each)")
+    assert len(answers) == 4, "one event per run"
+    assert [a[0].split(" runs done")[0] for a in answers[:3]] == ["1 of 4", "2 of 4", "3 of 4"]
+    final_status, figure, board, files, _ = answers[-1]
+    assert final_status.startswith("done: 4 of 4 runs, ranked by val loss")
+    assert board["headers"] == LEADERBOARD_HEADERS and [row[0] for row in board["data"]] == [1, 2]
+    assert {row[1] for row in board["data"]} == {"learning_rate=0.1", "learning_rate=0.01"}
+    assert all(row[4] is not None for row in board["data"]), "two seeds: each setting has a spread"
+    traces = {t["name"] for t in json.loads(figure["plot"])["data"]}
+    assert {f"learning_rate={lr} seed {s} val" for lr in ("0.1", "0.01") for s in (1337, 1338)} <= traces
+    by_name = {Path(f).name: Path(f) for f in files}
+    rows = list(csv.DictReader(by_name["results.csv"].open()))
+    assert len(rows) == 4 and {r["seed"] for r in rows} == {"1337", "1338"}
+    assert json.loads(by_name["results.json"].read_text())["spec"]["knob"] == "learning_rate"
+    models = {v for _, v in c.predict(api_name="/models")[-1]["choices"]}
+    assert "my-learning_rate-0.1-seed1337" in models, "every run joins the visitor's models"
+    assert c.predict("ghost:0", api_name="/ablation_run")[-1] == {"__type__": "update"}, "a foreign ticket runs nothing"
+
+
+def test_an_ablation_stops_between_runs_and_keeps_what_finished(app_url):
+    c = client(app_url)
+    _, _, _, _, ticket = c.predict("bigram", "block_size", "4,8,16", 1, 1, "shakespeare", api_name="/ablate")
+    first = c.predict(ticket, api_name="/ablation_run")
+    assert c.predict(api_name="/stop_ablation").startswith("stopping")
+    status, _, board, files, _ = c.predict(first[-1], api_name="/ablation_run")
+    assert status.startswith("stopped: 1 of 3 runs") and len(board["data"]) == 1 and len(files) == 2
+    assert c.predict(api_name="/stop_ablation") == "no ablation of yours is running"

@@ -17,6 +17,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from babygpt.ablation import AblationSpec, plan
 from babygpt.checkpoint import load_checkpoint
 from babygpt.models import build_model
 from babygpt.runs import new_run
@@ -76,6 +77,11 @@ API = [
     ("Python", "train on an empty corpus", "is empty"),
     ("Python", "train with an unknown preset", "unknown preset"),
     ("Python", "train with learning rate NaN", "learning_rate"),
+    ("Python", "ablate an unknown knob (n_layers)", "unknown knob 'n_layers'"),
+    ("Python", "ablate n_layer over 1,two", "n_layer=two: n_layer takes int values"),
+    ("Python", "ablate 6 values (the cap is 5)", "an ablation compares 2 to 5 values, got 6"),
+    ("Python", "ablate with 6 seeds per value (the cap is 5)", "seeds per setting must be a whole number from 1 to 5"),
+    ("Python", "ablate a BPE vocabulary the corpus cannot fill", "the corpus fills only"),
 ]
 
 CLI = [
@@ -90,6 +96,8 @@ CLI = [
     ("CLI", "train for -1 iterations", "max_iters"),
     ("CLI", "train at learning rate nan", "learning_rate"),
     ("CLI", "sample at temperature inf", "temperature must be 0 (greedy) or positive"),
+    ("CLI", "ablate a knob the family lacks (n_kv_head on gpt)", "unknown knob 'n_kv_head' for a gpt base"),
+    ("CLI", "ablate with a budget of 0 seconds", "the time budget per run must be a positive number"),
 ]
 
 APP = [
@@ -134,6 +142,13 @@ APP = [
     ("app /inside", "layer 9 of a 4-layer model", "layer 9 is outside this model's 4 layers"),
     ("app /inside", "head 9 of a 4-head model", "head 9 is outside this model's 4 heads"),
     ("app /inside", "characters the model's vocabulary lacks", "not in this model's vocabulary"),
+    ("app /ablate", "a knob no one has", "not in the list of choices"),
+    ("app /ablate", "a value the family refuses (n_head 3 of n_embd 128)", "n_head=3:"),
+    ("app /ablate", "6 seeds per value (the cap is 5)", "Value 6 is greater than maximum value 5"),
+    ("app /ablate", "a budget of 61 s per run (the cap is 60)", "Value 61 is greater than maximum value 60"),
+    ("app /ablate", "a corpus no one has", "not in the list of choices"),
+    ("app /overlay", "13 models at once (the cap is 12)", "overlay at most 12 models at once"),
+    ("app /overlay", "a model name with ../ in it", "no model named"),
 ]
 # Not refused but answered, each in SECURITY.md's second table: (surface, what is sent, what the page says)
 ANSWERED = [
@@ -167,7 +182,20 @@ def python_call(what: str, tmp_path: Path):
         return lambda: new_run("shakespeare", preset="gpt-9000", out_dir=tmp_path / "run")
     if "learning rate NaN" in what:
         return lambda: new_run("shakespeare", preset="gpt", train={"learning_rate": math.nan}, out_dir=tmp_path / "run")
+    ablation = {"unknown knob": ("n_layers", ["1", "2"], {}), "1,two": ("n_layer", ["1", "two"], {}),
+                "6 values": ("n_layer", [str(n) for n in range(1, 7)], {}),
+                "6 seeds": ("n_layer", ["1", "2"], {"seeds": 6}),
+                "cannot fill": ("tokenizer", ["char", "bpe-5000"], {"corpus": str(tiny_corpus(tmp_path))})}
+    for key, (knob, values, extra) in ablation.items():
+        if key in what:
+            return lambda: plan(AblationSpec(knob, values, **extra))
     raise KeyError(what)
+
+
+def tiny_corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text("to be or not to be\n" * 50, encoding="utf-8")
+    return path
 
 
 def cli_arguments(what: str, tmp_path: Path) -> list[str]:
@@ -186,6 +214,8 @@ def cli_arguments(what: str, tmp_path: Path) -> list[str]:
         "train for -1 iterations": [*train, "--max-iters", "-1"],
         "train at learning rate nan": [*train, "--learning-rate", "nan"],
         "sample at temperature inf": ["sample", str(GPT), "--temperature", "inf", "--max-new-tokens", "3"],
+        "ablate a knob the family lacks (n_kv_head on gpt)": ["ablate", "--knob", "n_kv_head", "--values", "1,2"],
+        "ablate with a budget of 0 seconds": ["ablate", "--knob", "n_layer", "--values", "1,2", "--max-seconds", "0"],
     }
     return table[what]
 
@@ -206,6 +236,9 @@ TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, bat
                 bf16=False, optimizer="adamw")
 
 
+ABLATION = dict(preset="gpt", knob="n_layer", values="1,2", seeds=1, budget=5, corpus="shakespeare")
+
+
 def app_call(c: Client, surface: str, what: str, tmp_path: Path):
     compare = lambda names, prompt: c.predict(names, prompt, 5, 1.0, 0, 1.0, 0, api_name="/compare")  # noqa: E731
     train = lambda **over: c.predict(*{**TRAINING, **over}.values(), api_name="/train")  # noqa: E731
@@ -213,12 +246,20 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
     inside = lambda model, prompt, position=-1, layer=0, head=0: c.predict(  # noqa: E731
         model, prompt, position, layer, head, 1.0, 0, 1.0, 0, api_name="/inside")
     upload = lambda kind: train(corpus="upload a .txt file", upload=handle_file(str(corpus(tmp_path, kind))))  # noqa: E731
+    ablate = lambda **over: c.predict(*{**ABLATION, **over}.values(), api_name="/ablate")  # noqa: E731
     table = {
+        "a knob no one has": lambda: ablate(knob="n_layers"),
+        "a value the family refuses (n_head 3 of n_embd 128)": lambda: ablate(knob="n_head", values="2,3"),
+        "6 seeds per value (the cap is 5)": lambda: ablate(seeds=6),
+        "a budget of 61 s per run (the cap is 60)": lambda: ablate(budget=61),
+        "a corpus no one has": lambda: ablate(corpus="../etc/passwd"),
+        "13 models at once (the cap is 12)": lambda: c.predict(["gpt"] * 13, "step", 0.0, api_name="/overlay"),
         "an empty prompt": lambda: compare(["gpt"], ""),
         "an emoji prompt to a model that never saw it": lambda: compare(["gpt"], "Hi 🙂"),
         "a model name no one has": (lambda: compare(["gpt-9000"], "Hi")) if surface == "app /compare"
         else (lambda: c.predict("gpt-9000", api_name="/download")),
-        "a model name with ../ in it": lambda: compare(["../checkpoints/gpt"], "Hi"),
+        "a model name with ../ in it": (lambda: compare(["../checkpoints/gpt"], "Hi")) if surface == "app /compare"
+        else (lambda: c.predict(["../checkpoints/gpt"], "step", 0.0, api_name="/overlay")),
         "7 models at once (the cap is 6)": lambda: compare(["gpt"] * 7, "Hi"),
         "n_layer 13 (the cap is 12)": lambda: train(n_layer=13),
         "batch size 0": lambda: train(batch_size=0),

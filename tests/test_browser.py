@@ -230,6 +230,28 @@ def test_experiments_overlays_the_shipped_runs_and_one_trained_here(page):
     shot(page, "experiments")
 
 
+def test_an_ablation_runs_from_the_page_one_run_after_another(page):
+    open_tab(page, "Experiments")
+    choose(page, "base (preset)", "bigram")
+    page.wait_for_function("document.body.innerText.includes('knob (the setting to change)')")
+    choose(page, "knob (the setting to change)", "learning_rate")
+    values = visible(page.get_by_label("values (2 to 5, comma-separated)"))
+    values.fill("0.1,0.03,0.01")
+    budget = visible(page.get_by_label("time budget per run, seconds (max_seconds, ≤ 60)"))
+    budget.fill("2")
+    budget.press("Enter")
+    page.get_by_role("button", name="Run the ablation").click()
+    page.get_by_text("3 runs queued").wait_for(timeout=30_000)
+    page.wait_for_function("document.body.innerText.includes('done: 3 of 3 runs')", timeout=120_000)
+    board = page.locator("#ablation-board").inner_text()
+    assert all(f"learning_rate={lr}" in board for lr in ("0.1", "0.03", "0.01")) and "best" in board, board
+    curves = "document.querySelectorAll('#ablation-chart .scatterlayer .trace').length"
+    assert page.evaluate(curves) == 6, "train and val of each run"
+    shot(page, "ablation")
+    files = page.locator("#ablation-files a[download]").evaluate_all("links => links.map(a => a.download)")
+    assert sorted(files) == ["results.csv", "results.json"], files
+
+
 def test_hub_tab_and_no_console_errors(page):
     open_tab(page, "Hub")
     page.get_by_role("button", name="Download checkpoint (zip)").wait_for()

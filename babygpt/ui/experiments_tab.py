@@ -1,18 +1,44 @@
 """Experiments tab: what a choice does to training, with the runs' loss curves on one chart.
 
 "Runs, overlaid" draws any of the visitor's models (shipped, trained here, loaded from the Hub)
-against step, tokens, FLOPs or wall time, with a table to read them by. The math lives in
-``babygpt.experiments``; this module only reads the form and shows what it returns.
+against step, tokens, FLOPs or wall time, with a table to read them by. "One-knob ablation"
+trains a base several times with one setting changed, same seed and budget, and ranks them.
+The math lives in ``babygpt.experiments`` and ``babygpt.ablation``; this module only reads the
+form and shows what they return.
+
+An ablation runs one training per event, each in the trainer's queue ("train" concurrency): the
+first event plans and checks it, and each run's event hands a token to the next one through a
+hidden textbox, so another visitor's training queued meanwhile goes in between.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
+import uuid
 
 import gradio as gr
 
+from ..ablation import (
+    LEADERBOARD_HEADERS,
+    MAX_SEEDS,
+    MAX_VALUES,
+    AblationSpec,
+    ablation_figure,
+    knobs_for,
+    leaderboard_rows,
+    plan,
+    ranked_by,
+    run_one,
+    split_values,
+    write_results,
+)
+from ..data import BUILTIN
 from ..experiments import TABLE_HEADERS, X_AXES, comparability_note, comparison_rows, overlay_figure, run_of
-from .common import friendly, session_of
+from ..models import PRESETS, get_preset
+from .common import friendly, session_key, session_of, whole_number
+from .train_tab import TRAINER_LINE, trainer_turn
 
 MAX_RUNS = 12  # more lines than this on one chart is a tangle, not a comparison
 FIRST_RUNS = ("bigram", "ngram", "lstm", "gpt", "llama")
@@ -50,6 +76,145 @@ def overlay(names, x_axis, smoothing, request: gr.Request = None):
     return overlay_figure(runs, x_axis, smoothing), comparison_rows(runs), note
 
 
+APP_MAX_SECONDS = 60  # per run: a shared Space trains for one visitor at a time
+DRAW_EVERY_SECONDS = 0.5
+NOISE_NOTE = (
+    "Every run gets the same seed and the same wall-clock budget; the leaderboard ranks the settings by the val "
+    "loss of each run's last evaluation (bits per character when the tokenizers differ). With 2 or more seeds per "
+    "setting, the spread is the standard deviation between seeds, and a gap to the best smaller than the larger "
+    "spread is labelled *within noise*: the seeds alone could make it.")
+
+
+def knob_choices(preset: str):
+    """The knobs of the preset's family, in the dropdown."""
+    knobs = knobs_for(get_preset(preset)[0])
+    return gr.update(choices=knobs, value="n_layer" if "n_layer" in knobs else knobs[0])
+
+
+@friendly
+def start_ablation(preset, knob, values, seeds, budget, corpus, request: gr.Request = None):
+    """Check and plan the ablation; (status, chart, leaderboard, files, the first run's token)."""
+    session = session_of(request)
+    if session.ablation.get("in_run"):
+        raise ValueError("a run of your ablation is training: stop it first")
+    spec = AblationSpec(str(knob), split_values(values or ""), preset=str(preset), corpus=str(corpus),
+                        max_seconds=budget, seeds=whole_number(seeds, "seeds per setting", 1, MAX_SEEDS))
+    if corpus not in BUILTIN:
+        raise ValueError(f"the corpus must be one of {', '.join(BUILTIN)}, got {corpus!r}")
+    runs = plan(spec, max_seconds_cap=APP_MAX_SECONDS)
+    token = uuid.uuid4().hex
+    session.ablation = {"spec": spec, "runs": runs, "results": [], "token": token, "next": 0, "stop": False,
+                        "running": True, "folder": session.folder / f"ablation-{token[:8]}"}
+    status = (f"{len(runs)} runs queued ({spec.knob} ∈ {{{', '.join(spec.values)}}} × {spec.seeds} seed(s), "
+              f"{spec.max_seconds:g} s each); each takes its turn at the trainer.")
+    return status, ablation_figure(spec, []), [], None, f"{token}:0"
+
+
+@friendly
+def ablation_run(ticket, request: gr.Request = None):
+    """Run the ablation's next run (the ticket names it); stream (status, chart, leaderboard,
+    files, the next run's ticket)."""
+    session = session_of(request)
+    state = session.ablation
+    token, _, index = str(ticket or "").partition(":")
+    if not state or token != state.get("token") or not index.isdigit() or int(index) != state["next"]:
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()  # a stale or foreign ticket starts nothing
+        return
+    spec, runs, results, index = state["spec"], state["runs"], state["results"], int(index)
+    if state["stop"]:
+        yield from finish(session, "stopped")
+        return
+    kind = repr(("ablation", spec.preset, spec.knob, spec.corpus))
+    last_draw, turn_reason = 0.0, None
+    with trainer_turn(request, spec.max_seconds, kind) as turn, running(state):
+        run = runs[index]
+        name, run_dir = session.new_model_dir(run.name)
+        for event in run_one(spec, runs, index, run_dir, stop=lambda: state["stop"]):
+            session.touch()
+            TRAINER_LINE.still_running(session_key(request))
+            if event.kind == "finished":
+                results.append(event.result)
+                session.own[name] = run_dir
+                turn_reason = "max_seconds" if event.result.train_seconds >= spec.max_seconds else "max_iters"
+            elif event.kind == "train" and time.monotonic() - last_draw >= DRAW_EVERY_SECONDS:
+                last_draw = time.monotonic()
+                e = event.train_event
+                status = (f"run {index + 1} of {len(runs)}: **{run.label}**, seed {run.seed} — step {e.step:,}, "
+                          f"{e.elapsed:.0f} of {spec.max_seconds:g} s")
+                yield status, ablation_figure(spec, results, event), leaderboard_rows(results), gr.skip(), gr.skip()
+        turn["reason"] = turn_reason
+    state["next"] = index + 1
+    if state["next"] < len(runs) and not state["stop"]:
+        status = f"{len(results)} of {len(runs)} runs done; the next one waits for its turn at the trainer…"
+        yield status, ablation_figure(spec, results), leaderboard_rows(results), gr.skip(), f"{token}:{index + 1}"
+    else:
+        yield from finish(session, "stopped" if state["stop"] else "done")
+
+
+@contextlib.contextmanager
+def running(state: dict):
+    """The ablation's run is training (a new ablation waits for it), until it ends however it ends."""
+    state["in_run"] = True
+    try:
+        yield
+    finally:
+        state["in_run"] = False
+
+
+def finish(session, how: str):
+    """The ablation's last answer: its leaderboard and the results to download."""
+    state = session.ablation
+    state["running"] = False
+    spec, results = state["spec"], state["results"]
+    if not results:
+        yield "stopped before any run finished.", ablation_figure(spec, []), [], None, gr.skip()
+        return
+    files = [str(path) for path in write_results(spec, results, state["folder"])]
+    metric = ranked_by(results).replace("_", " ")
+    status = (f"{how}: {len(results)} of {len(state['runs'])} runs, ranked by {metric}. Every run is now one of your "
+              "models (my-…-seed…): draw them above, compare them, look inside.")
+    yield status, ablation_figure(spec, results), leaderboard_rows(results), files, gr.skip()
+
+
+def stop_ablation(request: gr.Request = None) -> str:
+    state = session_of(request).ablation
+    if not state.get("running"):
+        return "no ablation of yours is running"
+    state["stop"] = True
+    return "stopping: the run in progress ends after its current step, and no further run starts"
+
+
+def build_ablation() -> None:
+    gr.Markdown("### One-knob ablation\nTrain one base several times with one setting changed, and rank them.")
+    with gr.Row():
+        preset = gr.Dropdown(list(PRESETS), value="gpt", label="base (preset)")
+        knob = gr.Dropdown(knobs_for("gpt"), value="n_layer", label="knob (the setting to change)")
+        values = gr.Textbox("1,2,4", label=f"values (2 to {MAX_VALUES}, comma-separated)",
+                            info="e.g. 1,2,4 · char,bpe-512 · adamw,muon · gpt,llama,lstm")
+    with gr.Row():
+        seeds = gr.Number(1, step=1, minimum=1, maximum=MAX_SEEDS, label=f"seeds per value (1 to {MAX_SEEDS})")
+        budget = gr.Number(20, minimum=1, maximum=APP_MAX_SECONDS,
+                           label=f"time budget per run, seconds (max_seconds, ≤ {APP_MAX_SECONDS})")
+        corpus = gr.Dropdown(list(BUILTIN), value="shakespeare", label="corpus")
+    with gr.Row():
+        start = gr.Button("Run the ablation", variant="primary")
+        stop = gr.Button("Stop the ablation")
+    status = gr.Markdown("Press **Run the ablation**: the runs train one after another and their curves appear "
+                         "here as they train.")
+    chart = gr.Plot(label="the ablation's runs (val solid, train dashed)", elem_id="ablation-chart")
+    board = gr.Dataframe(headers=LEADERBOARD_HEADERS, label="leaderboard", elem_id="ablation-board")
+    files = gr.File(label="results (CSV and JSON)", file_count="multiple", elem_id="ablation-files")
+    gr.Markdown(NOISE_NOTE)
+    ticket = gr.Textbox(visible=False)
+    outputs = [status, chart, board, files, ticket]
+    preset.change(knob_choices, preset, knob, api_name="ablation_knobs")
+    start.click(start_ablation, [preset, knob, values, seeds, budget, corpus], outputs, api_name="ablate",
+                show_progress_on=status, concurrency_limit=None)
+    ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
+                  show_progress_on=status)
+    stop.click(stop_ablation, None, status, api_name="stop_ablation", concurrency_limit=None)
+
+
 def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     """The tab; returns its model selector (the app refreshes it with the session's models)."""
     gr.Markdown("### Runs, overlaid\nPick models to see their training on one chart: what did a choice do?")
@@ -66,4 +231,5 @@ def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     # Opening the page draws the first models: no empty chart on first open.
     gr.on([app.load, names.change, x_axis.change, smoothing.change], overlay, [names, x_axis, smoothing],
           [chart, table, note], api_name="overlay", show_progress_on=note, trigger_mode="always_last")
+    build_ablation()
     return names

@@ -106,6 +106,7 @@ class Session:
     stop_requested: threading.Event = field(default_factory=threading.Event)  # Stop before the run is set up
     curves: dict = field(default_factory=dict)  # the last run's loss curves, to redraw on another x axis
     last_compare: dict = field(default_factory=dict)  # the last Compare results, to recolour or inspect
+    ablation: dict = field(default_factory=dict)  # the ablation in progress: its plan, results and stop flag
     last_used: float = field(default_factory=time.monotonic)
 
     def touch(self) -> None:
@@ -139,6 +140,7 @@ class Session:
         return name, self.folder / name
 
     def close(self) -> None:
+        self.ablation["stop"] = True  # no further run of an ablation starts
         if self.trainer is not None:
             self.trainer.stop()
         loaded_models.forget(self.folder)
