@@ -40,6 +40,7 @@ BENCHMARKS = {
                  ["--recipes", "reference,speedrun-cpu", "--budget", "5", "--data", "data/shakespeare.txt"]),
     "app_speed": ("the app: start, Compare, heatmaps, memory", [], ["--quick", "--train-seconds", "3"]),
     "ddp_speed": ("torchrun data-parallel throughput", [], ["--quick"]),
+    "ablation_speed": ("an ablation of 3 values × 20 s through the app's queue", [], ["--seconds", "2"]),
     "load_test": ("16 sessions at once while trainings queue, crowd after crowd for 10 minutes",
                   ["--minutes", "10", "--idle-seconds", "180"],
                   ["--sessions", "4", "--requests", "1", "--idle-seconds", "15"]),

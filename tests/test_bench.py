@@ -94,6 +94,22 @@ def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
     assert report["result"]["app_training_tokens_per_s"] > 0 and report["result"]["cli_training_tokens_per_s"] > 0
 
 
+def test_the_ablation_benchmark_runs_an_ablation_through_the_apps_queue(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ablation_speed", "--preset", "bigram", "--knob", "learning_rate", "--values",
+         "0.1,0.01", "--seconds", "1", "--json", str(tmp_path / "out.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| learning_rate=0.1 |" in result.stdout and "queue and bookkeeping" in result.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert [g["goal"] for g in report["goals"]] == ["2 values × 1 s finish within 17 s of wall time",
+                                                    "queue and bookkeeping under 15 s in all"]
+    assert report["wall_seconds"] == pytest.approx(report["training_seconds"] + report["bookkeeping_seconds"])
+    assert len(report["runs"]) == 2
+
+
 def test_one_entry_point_runs_the_benchmarks_and_writes_one_report(tmp_path):
     out = tmp_path / "RESULTS.md"
     result = subprocess.run(
