@@ -7,6 +7,7 @@ fails the test.
 """
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -347,4 +348,82 @@ def test_a_new_visitor_follows_start_here_step_by_step(page, app_url):
     visitor.get_by_role("button", name="Download checkpoint (zip)").wait_for(timeout=30_000)
     assert visible(visitor.get_by_label("model", exact=True)).input_value() == "my-gpt-lora"
     assert errors == []
+    visitor.close()
+
+
+def visitor_at(page, url: str):
+    """A new visitor (their own session) opening ``url``; console errors collected on it."""
+    visitor = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    visitor.console_errors = []
+    visitor.on("pageerror", lambda e: visitor.console_errors.append(str(e)))
+    visitor.goto(url, wait_until="domcontentloaded")
+    return visitor
+
+
+def value_becomes(locator, value: str, seconds: float = 30) -> bool:
+    """Whether the visible field of that locator shows ``value`` within ``seconds`` (a link's values
+    arrive through the page's load event, a preset's through that preset's change event)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if visible(locator).input_value() == value:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def train_from_the_filled_form(visitor) -> tuple[str, list]:
+    """Start training, wait for it: (the result's line, every curve's y values)."""
+    visitor.get_by_role("button", name="Start training").click()
+    visitor.get_by_text("is ready").wait_for(timeout=120_000)
+    line = visitor.get_by_text("is ready").inner_text()
+    curves = visitor.evaluate("[...document.querySelectorAll('#train-plot .js-plotly-plot')].flatMap("
+                              "p => p.data.map(t => [t.name, Array.from(t.y)]))")
+    return line, curves
+
+
+LINK = "?tab=train&preset=llama&n_layer=1&n_head=2&n_embd=16&block_size=16&batch_size=4&max_iters=20&seed=3"
+
+
+def test_a_link_fills_the_train_form_and_the_same_link_trains_the_same_curve(page, app_url):
+    first = visitor_at(page, app_url + LINK + "&corpus=../../etc/passwd&evil=1&dropout=%3Cb%3Ehi%3C/b%3E")
+    first.get_by_role("button", name="Start training").wait_for(timeout=30_000)  # the link opened the Train tab
+    first.wait_for_function("document.querySelector('#link-note')?.innerText.includes('evil')", timeout=30_000)
+    note = first.locator("#link-note").inner_text()
+    assert "'corpus'='../../etc/passwd' is not one of" in note and "'evil' is not a setting" in note
+    assert "'dropout'='<b>hi</b>' is not a number" in note, "shown as text, not as markup"
+    assert value_becomes(first.get_by_label("layers (n_layer)"), "1"), "the link's, not llama's 4"
+    assert value_becomes(first.get_by_label("width (n_embd)"), "16")
+    line, curves = train_from_the_filled_form(first)
+    assert "after 20 steps" in line and len(curves) >= 2
+    first.get_by_role("button", name="Copy a link to this form").click()
+    first.wait_for_function("document.querySelector('#train-link textarea, #train-link input')?.value"
+                            ".startsWith('http')", timeout=30_000)
+    link = first.locator("#train-link textarea, #train-link input").first.input_value()
+    assert link.startswith(app_url + "?tab=train&preset=llama&n_layer=1&n_head=2&n_embd=16&block_size=16"), link
+    assert "seed=3" in link and "corpus=shakespeare" in link and "bf16" not in link
+    again = visitor_at(page, link)  # another visitor, the copied link
+    again.get_by_role("button", name="Start training").wait_for(timeout=30_000)
+    assert value_becomes(again.get_by_label("layers (n_layer)"), "1")
+    line_again, curves_again = train_from_the_filled_form(again)
+    assert curves_again == curves, "the same link and seed: the same curve"
+    best = lambda text: text.split("best val loss ")[1].split(" s.")[0].rsplit(",", 1)[0]  # noqa: E731
+    assert best(line_again) == best(line), "the same best val loss after the same steps (the seconds differ)"
+    assert first.console_errors == again.console_errors == []
+    first.close()
+    again.close()
+
+
+def test_a_link_fills_an_ablation_whose_knob_belongs_to_another_family(page, app_url):
+    visitor = visitor_at(page, app_url + "?tab=experiments&ablate_preset=lstm&knob=n_hidden&values=32,64&seeds=2"
+                                         "&budget=5")
+    visitor.get_by_role("button", name="Run the ablation").wait_for(timeout=30_000)
+    assert value_becomes(visitor.get_by_label("knob (the setting to change)"), "n_hidden"), "lstm's own knob"
+    assert visible(visitor.get_by_label("values (2 to 5, comma-separated)")).input_value() == "32,64"
+    visitor.get_by_role("button", name="Copy a link to this ablation").click()
+    visitor.wait_for_function("document.querySelector('#ablation-link textarea, #ablation-link input')?.value"
+                              ".startsWith('http')", timeout=30_000)
+    link = visitor.locator("#ablation-link textarea, #ablation-link input").first.input_value()
+    assert link == (app_url + "?tab=experiments&ablate_preset=lstm&knob=n_hidden&values=32%2C64&seeds=2&budget=5"
+                              "&ablate_corpus=shakespeare"), link
+    assert visitor.console_errors == []
     visitor.close()

@@ -15,6 +15,7 @@ from . import (
     experiments_tab,
     hub_tab,
     inside_tab,
+    links,
     start_tab,
     stats_tab,
     train_tab,
@@ -47,6 +48,7 @@ def build_app() -> gr.Blocks:
     cache_seconds = int(os.environ.get("BABYGPT_CACHE_SECONDS", 3600))
     with gr.Blocks(title=TITLE, delete_cache=(cache_seconds, cache_seconds)) as app:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\n{machine_line()}")
+        link_note = gr.Markdown(visible=False, elem_id="link-note")
         if hub_tab.ON_A_SPACE:  # one Space trains for one visitor at a time: a copy of one's own does not wait
             gr.DuplicateButton("Duplicate this Space to train without waiting", size="sm")
         model_names = gr.JSON(visible=False)
@@ -64,7 +66,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Model stats", id="stats"):
                 stats_selector = stats_tab.build(choices, app)
             with gr.Tab("Experiments", id="experiments"):
-                experiments_selector = experiments_tab.build(choices, app)
+                experiments_selector, ablation_form = experiments_tab.build(choices, app)
             with gr.Tab("Hub", id="hub"):
                 hub_selector = hub_tab.build(choices, model_names)
         base_selector = train_form["base"]
@@ -83,6 +85,9 @@ def build_app() -> gr.Blocks:
                      base_selector, experiments_selector]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
+        linked = {**train_form["fields"], **ablation_form}
+        app.load(links.opener(linked), None, [tabs, link_note, *linked.values()], api_name="open_link",
+                 show_progress="hidden")
         app.unload(forget_session)
     return app
 

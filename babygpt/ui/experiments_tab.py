@@ -38,7 +38,8 @@ from ..data import BUILTIN
 from ..experiments import TABLE_HEADERS, X_AXES, comparability_note, comparison_rows, overlay_figure, run_of
 from ..models import PRESETS, get_preset
 from .common import friendly, session_key, session_of, whole_number
-from .train_tab import TRAINER_LINE, trainer_turn
+from .links import link_query
+from .train_tab import ABSOLUTE_LINK_JS, TRAINER_LINE, trainer_turn
 
 MAX_RUNS = 12  # more lines than this on one chart is a tangle, not a comparison
 FIRST_RUNS = ("bigram", "ngram", "lstm", "gpt", "llama")
@@ -76,6 +77,7 @@ def overlay(names, x_axis, smoothing, request: gr.Request = None):
     return overlay_figure(runs, x_axis, smoothing), comparison_rows(runs), note
 
 
+FIRST_ABLATION_PRESET = "gpt"
 APP_MAX_SECONDS = 60  # per run: a shared Space trains for one visitor at a time
 DRAW_EVERY_SECONDS = 0.5
 NOISE_NOTE = (
@@ -85,10 +87,22 @@ NOISE_NOTE = (
     "spread is labelled *within noise*: the seeds alone could make it.")
 
 
-def knob_choices(preset: str):
-    """The knobs of the preset's family, in the dropdown."""
+def knob_choices(preset: str, request: gr.Request = None):
+    """The knobs of the preset's family, in the dropdown; the knob a link named, where a link
+    opened the page with this preset."""
     knobs = knobs_for(get_preset(preset)[0])
-    return gr.update(choices=knobs, value="n_layer" if "n_layer" in knobs else knobs[0])
+    value = "n_layer" if "n_layer" in knobs else knobs[0]
+    pending = session_of(request).pending_link
+    if pending.get("ablate_preset") == preset:
+        pending.pop("ablate_preset")
+        value = pending.pop("knob", value)
+    return gr.update(choices=knobs, value=value)
+
+
+def ablation_link(preset, knob, values, seeds, budget, corpus) -> str:
+    """The query of a link that fills this ablation's form."""
+    return link_query({"tab": "experiments", "ablate_preset": preset, "knob": knob, "values": values, "seeds": seeds,
+                       "budget": budget, "ablate_corpus": corpus})
 
 
 @friendly
@@ -184,11 +198,13 @@ def stop_ablation(request: gr.Request = None) -> str:
     return "stopping: the run in progress ends after its current step, and no further run starts"
 
 
-def build_ablation() -> None:
+def build_ablation() -> dict[str, gr.components.Component]:
+    """The ablation's section; returns its fields by the names a link gives them."""
     gr.Markdown("### One-knob ablation\nTrain one base several times with one setting changed, and rank them.")
     with gr.Row():
-        preset = gr.Dropdown(list(PRESETS), value="gpt", label="base (preset)")
-        knob = gr.Dropdown(knobs_for("gpt"), value="n_layer", label="knob (the setting to change)")
+        preset = gr.Dropdown(list(PRESETS), value=FIRST_ABLATION_PRESET, label="base (preset)")
+        knob = gr.Dropdown(knobs_for(get_preset(FIRST_ABLATION_PRESET)[0]), value="n_layer",
+                           label="knob (the setting to change)")
         values = gr.Textbox("1,2,4", label=f"values (2 to {MAX_VALUES}, comma-separated)",
                             info="e.g. 1,2,4 · char,bpe-512 · adamw,muon · gpt,llama,lstm")
     with gr.Row():
@@ -213,10 +229,18 @@ def build_ablation() -> None:
     ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
                   show_progress_on=status)
     stop.click(stop_ablation, None, status, api_name="stop_ablation", concurrency_limit=None)
+    form = [preset, knob, values, seeds, budget, corpus]
+    link = gr.Textbox(label="a link to this ablation (copied when you press the button)", elem_id="ablation-link",
+                      interactive=False)
+    gr.Button("Copy a link to this ablation", size="sm").click(
+        ablation_link, form, link, api_name="ablation_link", show_progress="hidden").then(
+        None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
+    return dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form))
 
 
-def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
-    """The tab; returns its model selector (the app refreshes it with the session's models)."""
+def build(choices: list[str], app: gr.Blocks) -> tuple[gr.Dropdown, dict]:
+    """The tab; returns its model selector (the app refreshes it with the session's models) and the
+    ablation's fields (a link fills them)."""
     gr.Markdown("### Runs, overlaid\nPick models to see their training on one chart: what did a choice do?")
     with gr.Row():
         names = gr.Dropdown(choices, value=[c for c in FIRST_RUNS if c in choices], multiselect=True,
@@ -231,5 +255,4 @@ def build(choices: list[str], app: gr.Blocks) -> gr.Dropdown:
     # Opening the page draws the first models: no empty chart on first open.
     gr.on([app.load, names.change, x_axis.change, smoothing.change], overlay, [names, x_axis, smoothing],
           [chart, table, note], api_name="overlay", show_progress_on=note, trigger_mode="always_last")
-    build_ablation()
-    return names
+    return names, build_ablation()

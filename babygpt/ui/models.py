@@ -107,6 +107,7 @@ class Session:
     curves: dict = field(default_factory=dict)  # the last run's loss curves, to redraw on another x axis
     last_compare: dict = field(default_factory=dict)  # the last Compare results, to recolour or inspect
     ablation: dict = field(default_factory=dict)  # the ablation in progress: its plan, results and stop flag
+    pending_link: dict = field(default_factory=dict)  # a link's values that wait for a preset's change event
     last_used: float = field(default_factory=time.monotonic)
 
     def touch(self) -> None:

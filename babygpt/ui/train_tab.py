@@ -442,7 +442,7 @@ def result_fields() -> list[gr.components.Component]:
             # gradio's progress (queue rank, then the steps) shows here, so that the status stays
             # readable while a visitor waits: it holds the estimated wait
             gr.Markdown(elem_classes="progress-bar"),
-            gr.Plot(shipped_curves(), label="loss"),
+            gr.Plot(shipped_curves(), label="loss", elem_id="train-plot"),
             gr.Textbox(label="sample at the last evaluation", lines=6,
                        placeholder="each evaluation of your run writes a sample here"),
             gr.File(label="checkpoint (zip)")]
@@ -534,7 +534,7 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
     gr.on([c.change for c in [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size]], describe_mode,
           [mode, *form, corpus, *lora_form, tokenizer, bpe_vocab_size], summary, api_name="describe",
           show_progress="hidden")
-    preset.change(preset_values, preset, [*form[1:8], dropout, weight_decay, warmup_iters],
+    preset.change(preset_values_with_link, preset, [*form[1:8], dropout, weight_decay, warmup_iters],
                   api_name="preset_values").then(
         form_fields, preset, [*form[1:5], dropout], api_name="form_fields", show_progress="hidden")
     mode.change(switch_mode, [mode, preset], [preset, architecture, lora_row, start, start_lora, max_iters,
@@ -552,4 +552,54 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
-    return {"base": base, "mode": mode, "preset": preset, "corpus": corpus, "max_seconds": max_seconds}
+    link = gr.Textbox(label="a link to this form (copied when you press the button)", elem_id="train-link",
+                      interactive=False)
+    linked = [*form, corpus, *more_knobs]
+    gr.Button("Copy a link to this form", size="sm").click(
+        form_link, linked, link, api_name="train_link", show_progress="hidden").then(
+        None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
+    fields = dict(zip(LINK_FIELDS, linked))
+    return {"base": base, "mode": mode, "preset": preset, "corpus": corpus, "max_seconds": max_seconds,
+            "fields": fields}
+
+
+# The Train form's fields in the order ``linked`` lists them, by the names a link gives them.
+LINK_FIELDS = ("preset", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "learning_rate",
+               "max_seconds", "corpus", "tokenizer", "bpe_vocab_size", "seed", "dropout", "weight_decay",
+               "warmup_iters", "bf16", "optimizer")
+# The handler answers a query (?...); the page makes it a whole address and copies it.
+ABSOLUTE_LINK_JS = """(query) => {
+    if (!query || !query.startsWith("?")) return query;
+    const link = window.location.origin + window.location.pathname + query;
+    navigator.clipboard?.writeText(link).catch(() => {});
+    return link;
+}"""
+
+
+def form_link(*values) -> str:
+    """The query of a link that fills the Train form with these values (bf16 is the machine's
+    choice, and an upload cannot travel in a link: both are left out)."""
+    from .links import link_query
+
+    settings = dict(zip(LINK_FIELDS, values))
+    settings.pop("bf16")
+    if settings["corpus"] not in BUILTIN:
+        gr.Warning("an uploaded corpus cannot travel in a link: the link says shakespeare")
+        settings["corpus"] = "shakespeare"
+    return link_query({"tab": "train", **settings})
+
+
+PRESET_FILLED = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "learning_rate", "dropout",
+                 "weight_decay", "warmup_iters")
+
+
+def preset_values_with_link(preset: str, request: gr.Request = None):
+    """``preset_values``, where a link opened this page with another preset: the link's own
+    values win over the preset's (they waited in the session for this event)."""
+    values = list(preset_values(preset))
+    pending = session_of(request).pending_link
+    if pending.get("preset") == preset:
+        link = pending.pop("train", {})
+        pending.pop("preset")
+        values = [link.get(name, value) for name, value in zip(PRESET_FILLED, values)]
+    return tuple(values)
