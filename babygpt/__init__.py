@@ -4,6 +4,7 @@ The pieces, each usable on its own:
 
 - ``babygpt.data``: corpora (built-in, addition task, your own file), the 90/10 split, batches
 - ``babygpt.tokenizer``: character and byte-level BPE tokenizers
+- ``babygpt.tokenizer_lab``: what a BPE learns (merges) and does to a text (pieces, compression)
 - ``babygpt.models``: the registry of model families (bigram, ngram, lstm, gpt with the attention
   ladder as its presets, llama); ``models.base``: the interface every family answers, hook points
 - ``babygpt.trainer``: the training loop, which yields events

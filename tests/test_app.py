@@ -513,3 +513,25 @@ def test_an_ablation_stops_between_runs_and_keeps_what_finished(app_url):
     status, _, board, files, _ = c.predict(first[-1], api_name="/ablation_run")
     assert status.startswith("stopped: 1 of 3 runs") and len(board["data"]) == 1 and len(files) == 2
     assert c.predict(api_name="/stop_ablation") == "no ablation of yours is running"
+
+
+def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url):
+    c = client(app_url)
+    tokens, merges, note = c.predict("shakespeare", 300, "To be, or not to be", api_name="/tokenizer_lab")
+    assert note.startswith("**BPE-300** learned on shakespeare: this text is")
+    assert tokens.count("class='tok-piece'") < len("To be, or not to be"), "merged pieces: fewer tokens than characters"
+    assert "title='token id " in tokens
+    assert [row[0] for row in merges["data"]] == list(range(1, 31)) and merges["data"][0][3] == "␣t"
+    columns, table = c.predict("kjv", "In the beginning God created the heaven and the earth. 🙂",
+                               api_name="/tokenizers_side_by_side")
+    rows = {row[0]: row for row in table["data"]}
+    assert list(rows) == ["characters", "BPE-256", "BPE-512", "BPE-1024"]
+    assert rows["BPE-1024"][3] > rows["BPE-512"][3] > rows["BPE-256"][3], "compression grows with the vocabulary"
+    assert "left out, not in kjv's characters: &#x27;🙂&#x27;" in columns, "characters: only the corpus's own"
+    preset, knob, values, seeds, budget, corpus = c.predict("kjv", "lstm", api_name="/tokenizer_ablation")
+    assert (preset, knob, values, seeds, budget, corpus) == ("gpt", "tokenizer", "char,bpe-512,bpe-1024", 1, 20, "kjv")
+    for args, message in ((("shakespeare", 300, ""), "the text is empty"),
+                          (("shakespeare", 300, "a" * 5001), "up to 5,000"),
+                          (("../etc/passwd", 300, "hi"), "not in the list of choices")):
+        with pytest.raises(AppError, match=message):
+            c.predict(*args, api_name="/tokenizer_lab")

@@ -427,3 +427,21 @@ def test_a_link_fills_an_ablation_whose_knob_belongs_to_another_family(page, app
                               "&ablate_corpus=shakespeare"), link
     assert visitor.console_errors == []
     visitor.close()
+
+
+def test_the_tokenizer_lab_colours_tokens_and_queues_the_char_against_bpe_ablation(page):
+    open_tab(page, "Tokenizers")
+    page.wait_for_function("document.querySelectorAll('#lab-tokens .tok-piece').length > 10", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#lab-columns .tok-col').length === 4", timeout=60_000)
+    piece = page.locator("#lab-tokens .tok-piece").nth(3)
+    assert piece.get_attribute("title").startswith("token id ")
+    assert "merged" in page.locator("#lab-merges").inner_text()
+    table = page.locator("#lab-table").inner_text()
+    assert all(name in table for name in ("characters", "BPE-256", "BPE-512", "BPE-1024"))
+    shot(page, "tokenizers")
+    page.get_by_role("button", name="Queue the characters-against-BPE ablation (gpt, 20 s each) →").click()
+    page.get_by_text("3 runs queued (tokenizer ∈ {char, bpe-512, bpe-1024}").wait_for(timeout=60_000)
+    assert value_becomes(page.get_by_label("knob (the setting to change)"), "tokenizer")
+    page.get_by_role("button", name="Stop the ablation").click()
+    page.wait_for_function("document.body.innerText.includes('stopped: 1 of 3 runs')", timeout=120_000)
+    assert "tokenizer=char" in page.locator("#ablation-board").inner_text()

@@ -18,6 +18,7 @@ from . import (
     links,
     start_tab,
     stats_tab,
+    tokenizer_tab,
     train_tab,
 )
 from .common import CSS_EXTRA, base_choices, model_choices, on_torch_thread, session_of
@@ -66,7 +67,9 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Model stats", id="stats"):
                 stats_selector = stats_tab.build(choices, app)
             with gr.Tab("Experiments", id="experiments"):
-                experiments_selector, ablation_form = experiments_tab.build(choices, app)
+                experiments_selector, ablation = experiments_tab.build(choices, app)
+            with gr.Tab("Tokenizers", id="tokenizers"):
+                tokenizer_lab = tokenizer_tab.build(app)
             with gr.Tab("Hub", id="hub"):
                 hub_selector = hub_tab.build(choices, model_names)
         base_selector = train_form["base"]
@@ -85,7 +88,8 @@ def build_app() -> gr.Blocks:
                      base_selector, experiments_selector]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
-        linked = {**train_form["fields"], **ablation_form}
+        tokenizer_tab.connect(tokenizer_lab, tabs, ablation)
+        linked = {**train_form["fields"], **ablation["fields"]}
         app.load(links.opener(linked), None, [tabs, link_note, *linked.values()], api_name="open_link",
                  show_progress="hidden")
         app.unload(forget_session)
@@ -107,4 +111,4 @@ def forget_session(request: gr.Request) -> None:
     end_session(request.session_hash)
 
 
-CSS = compare_tab.CSS + attention_lines.CSS + start_tab.CSS + inside_tab.CSS + CSS_EXTRA
+CSS = compare_tab.CSS + attention_lines.CSS + start_tab.CSS + inside_tab.CSS + tokenizer_tab.CSS + CSS_EXTRA

@@ -198,8 +198,9 @@ def stop_ablation(request: gr.Request = None) -> str:
     return "stopping: the run in progress ends after its current step, and no further run starts"
 
 
-def build_ablation() -> dict[str, gr.components.Component]:
-    """The ablation's section; returns its fields by the names a link gives them."""
+def build_ablation() -> dict:
+    """The ablation's section; returns its fields by the names a link gives them, and its Run
+    button's event (the tokenizer lab's button starts one too)."""
     gr.Markdown("### One-knob ablation\nTrain one base several times with one setting changed, and rank them.")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=FIRST_ABLATION_PRESET, label="base (preset)")
@@ -224,8 +225,9 @@ def build_ablation() -> dict[str, gr.components.Component]:
     ticket = gr.Textbox(visible=False)
     outputs = [status, chart, board, files, ticket]
     preset.change(knob_choices, preset, knob, api_name="ablation_knobs")
-    start.click(start_ablation, [preset, knob, values, seeds, budget, corpus], outputs, api_name="ablate",
-                show_progress_on=status, concurrency_limit=None)
+    start_event = dict(fn=start_ablation, inputs=[preset, knob, values, seeds, budget, corpus], outputs=outputs,
+                       show_progress_on=status, concurrency_limit=None)
+    start.click(**start_event, api_name="ablate")
     ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
                   show_progress_on=status)
     stop.click(stop_ablation, None, status, api_name="stop_ablation", concurrency_limit=None)
@@ -235,12 +237,13 @@ def build_ablation() -> dict[str, gr.components.Component]:
     gr.Button("Copy a link to this ablation", size="sm").click(
         ablation_link, form, link, api_name="ablation_link", show_progress="hidden").then(
         None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
-    return dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form))
+    return {"fields": dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form)),
+            "start": start_event}
 
 
 def build(choices: list[str], app: gr.Blocks) -> tuple[gr.Dropdown, dict]:
     """The tab; returns its model selector (the app refreshes it with the session's models) and the
-    ablation's fields (a link fills them)."""
+    ablation's fields (a link fills them) and Run event."""
     gr.Markdown("### Runs, overlaid\nPick models to see their training on one chart: what did a choice do?")
     with gr.Row():
         names = gr.Dropdown(choices, value=[c for c in FIRST_RUNS if c in choices], multiselect=True,

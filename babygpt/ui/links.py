@@ -22,7 +22,7 @@ from ..data import BUILTIN
 from ..models import PRESETS, get_preset
 from ..trainer import OPTIMIZERS
 
-TABS = ("start", "train", "compare", "inside", "attention", "stats", "experiments", "hub")
+TABS = ("start", "train", "compare", "inside", "attention", "stats", "experiments", "tokenizers", "hub")
 MAX_LINK_PARAMETERS = 40  # more than every field of both forms: a longer query is not one of ours
 MAX_VALUE_LENGTH = 100
 
