@@ -55,6 +55,13 @@ def lab_tokenizer(corpus: str, vocab_size: int) -> BPETokenizer:
     return train_tokenizer("bpe", load_text(corpus), vocab_size)
 
 
+def bpe_for(corpus: str, vocab_size: int) -> BPETokenizer:
+    """A byte-level BPE learned on ``corpus``: a built-in one's remembered, a file's trained anew."""
+    if is_builtin(corpus):
+        return lab_tokenizer(corpus, vocab_size)
+    return train_tokenizer("bpe", load_text(corpus), vocab_size)
+
+
 @dataclass
 class Piece:
     text: str
@@ -96,6 +103,7 @@ def tokenizer_report(name: str, tokenizer, text: str) -> dict:
 
 
 def compared_tokenizers(corpus: str, sizes: tuple[int, ...] = COMPARED_SIZES) -> dict[str, object]:
-    """Characters (every character of the corpus) and a BPE of each size, all learned on ``corpus``."""
+    """Characters (every character of the corpus) and a BPE of each size, all learned on ``corpus``
+    (a built-in name or a text file)."""
     return {"characters": train_tokenizer("char", load_text(corpus)),
-            **{f"BPE-{size}": lab_tokenizer(corpus, size) for size in sizes}}
+            **{f"BPE-{size}": bpe_for(corpus, size) for size in sizes}}

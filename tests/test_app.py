@@ -517,12 +517,12 @@ def test_an_ablation_stops_between_runs_and_keeps_what_finished(app_url):
 
 def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url):
     c = client(app_url)
-    tokens, merges, note = c.predict("shakespeare", 300, "To be, or not to be", api_name="/tokenizer_lab")
+    tokens, merges, note = c.predict("shakespeare", 300, "To be, or not to be", None, api_name="/tokenizer_lab")
     assert note.startswith("**BPE-300** learned on shakespeare: this text is")
     assert tokens.count("class='tok-piece'") < len("To be, or not to be"), "merged pieces: fewer tokens than characters"
     assert "title='token id " in tokens
     assert [row[0] for row in merges["data"]] == list(range(1, 31)) and merges["data"][0][3] == "␣t"
-    columns, table = c.predict("kjv", "In the beginning God created the heaven and the earth. 🙂",
+    columns, table = c.predict("kjv", "In the beginning God created the heaven and the earth. 🙂", None,
                                api_name="/tokenizers_side_by_side")
     rows = {row[0]: row for row in table["data"]}
     assert list(rows) == ["characters", "BPE-256", "BPE-512", "BPE-1024"]
@@ -530,8 +530,24 @@ def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url)
     assert "left out, not in kjv's characters: &#x27;🙂&#x27;" in columns, "characters: only the corpus's own"
     preset, knob, values, seeds, budget, corpus = c.predict("kjv", "lstm", api_name="/tokenizer_ablation")
     assert (preset, knob, values, seeds, budget, corpus) == ("gpt", "tokenizer", "char,bpe-512,bpe-1024", 1, 20, "kjv")
-    for args, message in ((("shakespeare", 300, ""), "the text is empty"),
-                          (("shakespeare", 300, "a" * 5001), "up to 5,000"),
-                          (("../etc/passwd", 300, "hi"), "not in the list of choices")):
+    for args, message in ((("shakespeare", 300, "", None), "the text is empty"),
+                          (("shakespeare", 300, "a" * 5001, None), "up to 5,000"),
+                          (("../etc/passwd", 300, "hi", None), "not in the list of choices"),
+                          (("upload a .txt file", 300, "hi", None), "choose a .txt file to upload")):
         with pytest.raises(AppError, match=message):
             c.predict(*args, api_name="/tokenizer_lab")
+    with pytest.raises(AppError, match="an ablation in the app trains on a built-in corpus"):
+        c.predict("upload a .txt file", "gpt", api_name="/tokenizer_ablation")
+
+
+def test_the_tokenizer_lab_learns_from_an_uploaded_corpus(app_url, tmp_path):
+    corpus = tmp_path / "mine.txt"
+    corpus.write_text("the cat sat on the mat; the cat sat on the hat. " * 300, encoding="utf-8")
+    c = client(app_url)
+    tokens, merges, note = c.predict("upload a .txt file", 300, "the cat sat", handle_file(str(corpus)),
+                                     api_name="/tokenizer_lab")
+    assert note.startswith("**BPE-300** learned on your file: this text is")
+    assert "␣cat" in {row[3] for row in merges["data"]} or "␣the" in {row[3] for row in merges["data"]}
+    _, table = c.predict("upload a .txt file", "the cat sat", handle_file(str(corpus)),
+                         api_name="/tokenizers_side_by_side")
+    assert {row[0]: row[1] for row in table["data"]}["characters"] == len(set(corpus.read_text()))

@@ -13,9 +13,9 @@ import html
 import gradio as gr
 
 from ..data import BUILTIN
-from ..tokenizer_lab import COMPARED_SIZES, compared_tokenizers, first_merges, lab_tokenizer, pieces, tokenizer_report
+from ..tokenizer_lab import COMPARED_SIZES, bpe_for, compared_tokenizers, first_merges, pieces, tokenizer_report
 from .common import friendly, session_of, whole_number
-from .train_tab import LIMITS, MIN_BPE_VOCAB
+from .train_tab import LIMITS, MIN_BPE_VOCAB, UPLOAD, corpus_source
 
 SAMPLE_TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
                "Arise, fair sun, and kill the envious moon.")
@@ -55,20 +55,25 @@ def check_text(text) -> str:
     return text
 
 
-def check_corpus(corpus) -> str:
-    if corpus not in BUILTIN:
-        raise ValueError(f"the corpus must be one of {', '.join(BUILTIN)}, got {corpus!r}")
-    return corpus
+def check_corpus(corpus, upload=None) -> str:
+    """A built-in corpus's name, or the path of the visitor's checked upload."""
+    if corpus not in [*BUILTIN, UPLOAD]:
+        raise ValueError(f"the corpus must be one of {', '.join(BUILTIN)} or an upload, got {corpus!r}")
+    return corpus_source(corpus, upload)
+
+
+def corpus_name(corpus: str) -> str:
+    return corpus if corpus in BUILTIN else "your file"
 
 
 @friendly
-def train_bpe(corpus, vocab_size, text):
-    """(the text in tokens, the first merges, the report's row, a note) for a BPE of that size."""
-    corpus, text = check_corpus(corpus), check_text(text)
+def train_bpe(corpus, vocab_size, text, upload=None):
+    """(the text in tokens, the first merges, a note) for a BPE of that size."""
+    corpus, text = check_corpus(corpus, upload), check_text(text)
     vocab_size = whole_number(vocab_size, "BPE vocabulary size", MIN_BPE_VOCAB, LIMITS["bpe_vocab_size"])
-    tokenizer = lab_tokenizer(corpus, vocab_size)
+    tokenizer = bpe_for(corpus, vocab_size)
     report = tokenizer_report(f"BPE-{vocab_size}", tokenizer, text)
-    note = (f"**BPE-{vocab_size}** learned on {corpus}: this text is {report['tokens']:,} tokens, "
+    note = (f"**BPE-{vocab_size}** learned on {corpus_name(corpus)}: this text is {report['tokens']:,} tokens, "
             f"{report['characters_per_token']:.2f} characters per token, using {report['distinct_tokens']:,} of its "
             f"{tokenizer.vocab_size:,} tokens ({100 * report['vocabulary_used']:.1f} %).")
     if tokenizer.vocab_size < vocab_size:
@@ -78,16 +83,17 @@ def train_bpe(corpus, vocab_size, text):
 
 
 @friendly
-def side_by_side(corpus, text):
+def side_by_side(corpus, text, upload=None):
     """(HTML columns, table rows): characters and BPE-256/512/1024 on the same text."""
-    corpus, text = check_corpus(corpus), check_text(text)
+    corpus, text = check_corpus(corpus, upload), check_text(text)
     columns, rows = [], []
     for name, tokenizer in compared_tokenizers(corpus).items():
         shown, note = text, ""
         unknown = getattr(tokenizer, "unknown_characters", lambda _: [])(text)
         if unknown:  # a character vocabulary has only the corpus's characters
             shown = "".join(ch for ch in text if ch not in set(unknown))
-            note = f" · left out, not in {corpus}'s characters: {html.escape(' '.join(map(repr, unknown)))}"
+            left_out = html.escape(" ".join(map(repr, unknown)))
+            note = f" · left out, not in {corpus_name(corpus)}'s characters: {left_out}"
         report = tokenizer_report(name, tokenizer, shown)
         rows.append([name, report["vocab_size"], report["tokens"], round(report["characters_per_token"], 3),
                      report["distinct_tokens"], f"{100 * report['vocabulary_used']:.1f} %"])
@@ -106,9 +112,11 @@ def to_ablation(corpus, current_preset, request: gr.Request = None):
     form shows another preset, its change event would pick that preset's first knob: the knob
     waits in the session for it (as a link's does)."""
     values = ",".join(["char", *(f"bpe-{size}" for size in COMPARED_SIZES[1:])])
+    if corpus not in BUILTIN:
+        raise ValueError("an ablation in the app trains on a built-in corpus: pick one (the lab takes your file)")
     if current_preset != ABLATED_PRESET:
         session_of(request).pending_link = {"ablate_preset": ABLATED_PRESET, "knob": "tokenizer"}
-    return gr.Tabs(selected="experiments"), ABLATED_PRESET, "tokenizer", values, 1, 20, check_corpus(corpus)
+    return gr.Tabs(selected="experiments"), ABLATED_PRESET, "tokenizer", values, 1, 20, corpus
 
 
 def build(app: gr.Blocks) -> dict:
@@ -117,7 +125,8 @@ def build(app: gr.Blocks) -> dict:
                 "from the 256 bytes and merges the most frequent neighbouring pair, again and again, until it has "
                 "the vocabulary size asked for.")
     with gr.Row():
-        corpus = gr.Dropdown(list(BUILTIN), value="shakespeare", label="corpus the tokenizer learns from")
+        corpus = gr.Dropdown([*BUILTIN, UPLOAD], value="shakespeare", label="corpus the tokenizer learns from")
+        upload = gr.File(label="your corpus (UTF-8 .txt, up to 5 MB)", file_types=[".txt"], type="filepath")
         vocab_size = gr.Number(512, step=1, minimum=MIN_BPE_VOCAB, maximum=LIMITS["bpe_vocab_size"],
                                label=f"BPE vocabulary size (bpe_vocab_size, {MIN_BPE_VOCAB} to "
                                      f"{LIMITS['bpe_vocab_size']})")
@@ -135,12 +144,12 @@ def build(app: gr.Blocks) -> dict:
     gr.Markdown("A loss per token cannot compare tokenizers: a BPE token spells several characters. Train the same "
                 "model on each with the same time budget and compare **bits per character**:")
     ablate = gr.Button("Queue the characters-against-BPE ablation (gpt, 20 s each) →")
-    lab = [corpus, vocab_size, text]
+    lab = [corpus, vocab_size, text, upload]
     train.click(train_bpe, lab, [tokens, merges, note], api_name="tokenizer_lab", show_progress_on=note)
-    compare_button.click(side_by_side, [corpus, text], [columns, table], api_name="tokenizers_side_by_side")
+    compare_button.click(side_by_side, [corpus, text, upload], [columns, table], api_name="tokenizers_side_by_side")
     # No empty panel on first open: the sample text, tokenized both ways.
     app.load(train_bpe, lab, [tokens, merges, note], api_name="tokenizer_lab_first_open", show_progress="hidden")
-    app.load(side_by_side, [corpus, text], [columns, table], api_name="tokenizers_first_open",
+    app.load(side_by_side, [corpus, text, upload], [columns, table], api_name="tokenizers_first_open",
              show_progress="hidden")
     return {"corpus": corpus, "ablate": ablate}
 
