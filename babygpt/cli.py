@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, tracking
 from .data import BUILTIN, Dataset, is_builtin, load_text, val_lines
 from .evaluation import addition_accuracy, split_loss
 from .lora import TARGETS, LoRAConfig
@@ -82,6 +82,16 @@ def add_train_command(commands) -> None:
     train_group = train.add_argument_group("training hyperparameters")
     for f in dataclasses.fields(TrainConfig):
         add_field_flag(train_group, f)
+    add_tracker_flags(train)
+
+
+def add_tracker_flags(command) -> None:
+    from .tracking import INSTALL, TRACKERS
+
+    command.add_argument("--tracker", choices=TRACKERS,
+                         help=f"also log every training event to this tracker (optional: {INSTALL}; `trackio show` "
+                              "opens its dashboard)")
+    command.add_argument("--tracker-project", default="babygpt", help="the tracker's project (default babygpt)")
 
 
 def add_finetune_command(commands) -> None:
@@ -109,6 +119,7 @@ def add_finetune_command(commands) -> None:
     finetune_group = finetune.add_argument_group("training hyperparameters")
     for f in dataclasses.fields(TrainConfig):
         add_field_flag(finetune_group, f, defaults=FINETUNE_DEFAULTS)
+    add_tracker_flags(finetune)
 
 
 def add_sample_command(commands) -> None:
@@ -237,16 +248,20 @@ def training_flags(args, distributed: bool) -> dict:
     return train
 
 
-def train_and_render(trainer, distributed: bool) -> int:
+def train_and_render(trainer, distributed: bool, args=None) -> int:
+    tracker = None
+    if args is not None and args.tracker and trainer.rank == 0:  # one process logs, as one prints
+        tracker = tracking.make_tracker(args.tracker, args.tracker_project, Path(args.out).name, trainer.saved_config())
     # First Ctrl-C: finish the current step, evaluate, save. A second one aborts.
     signal.signal(signal.SIGINT, lambda *_: (trainer.stop(), signal.signal(signal.SIGINT, signal.SIG_DFL)))
-    render_training(trainer, show=trainer.rank == 0)
+    render_training(trainer, show=trainer.rank == 0, tracker=tracker)
     if distributed:
         shutdown_distributed()
     return 0
 
 
 def run_train(args) -> int:
+    tracking.require(args.tracker)
     distributed = start_distributed(args.device)
     all_fields = model_fields()
     model = {name: getattr(args, name) for name in all_fields if getattr(args, name) is not None}
@@ -268,10 +283,11 @@ def run_train(args) -> int:
         given = {"tokenizer": args.tokenizer, "bpe_vocab_size": args.bpe_vocab_size}
         trainer = new_run(args.data or "shakespeare", args.family, args.preset, model, train, out_dir=args.out,
                           **{k: v for k, v in given.items() if v is not None})
-    return train_and_render(trainer, distributed)
+    return train_and_render(trainer, distributed, args)
 
 
 def run_finetune(args) -> int:
+    tracking.require(args.tracker)
     distributed = start_distributed(args.device)
     train = training_flags(args, distributed)
     lora_flags = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
@@ -297,7 +313,7 @@ def run_finetune(args) -> int:
         dropped = trainer.run_info.get("dropped_characters")
         if dropped and trainer.rank == 0:
             print(f"dropped {dropped:,} characters of {args.data} that {args.base}'s vocabulary lacks")
-    return train_and_render(trainer, distributed)
+    return train_and_render(trainer, distributed, args)
 
 
 def init_distributed(device: str) -> None:
@@ -320,8 +336,9 @@ def shutdown_distributed() -> None:
     dist.destroy_process_group()
 
 
-def render_training(trainer, show: bool = True) -> None:
-    """Draw the run's events: a progress bar with loss, tokens/s and ETA, eval lines, samples."""
+def render_training(trainer, show: bool = True, tracker=None) -> None:
+    """Draw the run's events: a progress bar with loss, tokens/s and ETA, eval lines, samples; and
+    hand each to ``tracker`` (``babygpt.tracking``) where there is one."""
     from tqdm import tqdm
 
     model = trainer.model
@@ -336,26 +353,36 @@ def render_training(trainer, show: bool = True) -> None:
             + (f", {trainer.world_size} processes" if trainer.world_size > 1 else "")
         )
     bar = tqdm(total=trainer.config.max_iters, initial=trainer.step, disable=not show, unit="step", dynamic_ncols=True)
-    for event in trainer.run():
-        if event.kind == "step":
-            bar.update(event.step - bar.n)
-            bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, MFU {100 * event.mfu:.1f} "
-                                f"%, "
-                                f"ETA {format_seconds(event.eta)}")
-        elif event.kind == "eval" and show:
-            others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
-            accuracy = f", exact-match accuracy {event.accuracy:.0%}" if event.accuracy is not None else ""
-            bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best "
-                      f"{event.best_val_loss:.4f}){others}{accuracy}")
-            if event.sample:
-                bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
-        elif event.kind == "done":
-            bar.close()
-            if show:
-                where = f"; checkpoint in {event.checkpoint}" if event.checkpoint else ""
-                best = f"{event.best_val_loss:.4f}" if event.best_val_loss is not None else "n/a"
-                print(f"done ({event.reason}) at step {event.step} after {format_seconds(event.elapsed)}: best val "
-                      f"loss {best}{where}")
+    try:
+        for event in trainer.run():
+            if tracker is not None:
+                tracker.log(event)
+            render_event(bar, event, show)
+    finally:
+        if tracker is not None:
+            tracker.finish()
+
+
+def render_event(bar, event, show: bool) -> None:
+    if event.kind == "step":
+        bar.update(event.step - bar.n)
+        bar.set_postfix_str(f"loss {event.loss:.4f}, {event.tokens_per_sec:,.0f} tok/s, MFU {100 * event.mfu:.1f} "
+                            f"%, "
+                            f"ETA {format_seconds(event.eta)}")
+    elif event.kind == "eval" and show:
+        others = "".join(f", val on {name} {loss:.4f}" for name, loss in (event.other_val_loss or {}).items())
+        accuracy = f", exact-match accuracy {event.accuracy:.0%}" if event.accuracy is not None else ""
+        bar.write(f"step {event.step}: train {event.train_loss:.4f}, val {event.val_loss:.4f} (best "
+                  f"{event.best_val_loss:.4f}){others}{accuracy}")
+        if event.sample:
+            bar.write("--- sample ---\n" + event.sample.strip("\n") + "\n--------------")
+    elif event.kind == "done":
+        bar.close()
+        if show:
+            where = f"; checkpoint in {event.checkpoint}" if event.checkpoint else ""
+            best = f"{event.best_val_loss:.4f}" if event.best_val_loss is not None else "n/a"
+            print(f"done ({event.reason}) at step {event.step} after {format_seconds(event.elapsed)}: best val "
+                  f"loss {best}{where}")
 
 
 def format_seconds(seconds: float | None) -> str:
