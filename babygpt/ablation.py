@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import load_text
+from .data import is_builtin, load_text
 from .experiments import Run, overlay_figure
 from .models import FAMILIES, get_family, get_preset
 from .runs import new_run, resolve_settings
@@ -48,7 +48,8 @@ class AblationSpec:
 
     knob: str
     values: list[str]
-    preset: str = "gpt"
+    preset: str | None = "gpt"
+    family: str | None = None  # the base's family when it is no preset (a model's own settings)
     corpus: str = "shakespeare"
     max_seconds: float = 20.0
     seeds: int = 1
@@ -158,7 +159,12 @@ def parse_value(knob: str, text: str, family: str):
 def plan(spec: AblationSpec, max_seconds_cap: float | None = None) -> list[PlannedRun]:
     """Every run of the ablation, each one's settings checked as a run would check them: a bad
     knob or value is refused here, naming it, before anything trains."""
-    base_family, preset_settings = get_preset(spec.preset)
+    if spec.preset is not None:
+        base_family, preset_settings = get_preset(spec.preset)
+    elif spec.family is not None:
+        base_family, preset_settings = get_family(spec.family).name, {}
+    else:
+        raise ValueError("an ablation needs a base: a preset, or a model's settings")
     load_text(spec.corpus)  # an unknown corpus or an unreadable file is refused now, not at the first run
     knobs = knobs_for(base_family)
     if spec.knob not in knobs:
@@ -200,6 +206,28 @@ def plan(spec: AblationSpec, max_seconds_cap: float | None = None) -> list[Plann
                                    {**dataclasses.asdict(train_config), "seed": seed}, tokenizer, bpe_size))
     check_tokenizers(runs, spec.corpus)
     return runs
+
+
+# What an ablation takes from a trained model as its base: every model setting, and the training
+# settings that shape the run (not its budget, evaluation or machine, which the ablation sets).
+BASE_TRAIN_SETTINGS = (*TRAIN_KNOBS, "max_iters")
+
+
+def base_from_checkpoint(config: dict) -> dict:
+    """``AblationSpec`` settings (family, model, train, tokenizer, corpus) that make a trained
+    model's config (its ``config.json``) the base of an ablation."""
+    if config.get("kind") == "lora" or "model" not in config:
+        raise ValueError("a LoRA adapter's settings are its base's and its rank: ablate its base model instead")
+    model = {k: v for k, v in config["model"].items() if k not in ("family", "vocab_size")}
+    train = {k: v for k, v in config.get("train", {}).items() if k in BASE_TRAIN_SETTINGS}
+    tokenizer = config.get("tokenizer", "char")
+    base = {"preset": None, "family": config["model"]["family"], "model": model, "train": train,
+            "tokenizer": tokenizer}
+    if tokenizer == "bpe":
+        base["bpe_vocab_size"] = config["model"]["vocab_size"]
+    if is_builtin(config.get("corpus", "")):
+        base["corpus"] = config["corpus"]
+    return base
 
 
 def check_tokenizers(runs: list[PlannedRun], corpus: str) -> None:

@@ -175,7 +175,9 @@ def add_ablate_command(commands) -> None:
         description=("Every run gets the same seed(s) and the same wall-clock budget; the leaderboard ranks the "
                      "settings by val loss at the budget (bits per character when the tokenizer is the knob). "
                      "OUT gets one checkpoint per run, results.csv and results.json."))
-    ablate.add_argument("--preset", default=DEFAULT_PRESET, help=f"the base (default {DEFAULT_PRESET})")
+    ablate.add_argument("--preset", help=f"the base (default {DEFAULT_PRESET})")
+    ablate.add_argument("--base", help=("or a trained model's settings as the base: a checkpoint directory or a "
+                                        "shipped name (its corpus too, unless --data says otherwise)"))
     ablate.add_argument("--knob", required=True,
                         help=("what to change: a model or training setting of the base (n_layer, dropout, "
                               "learning_rate, optimizer, …), family, or tokenizer"))
@@ -185,9 +187,9 @@ def add_ablate_command(commands) -> None:
     ablate.add_argument("--seeds", type=int, default=1,
                         help=f"runs per value, seeds SEED, SEED+1, … (1 to {MAX_SEEDS}; default 1)")
     ablate.add_argument("--seed", type=int, default=1337, help="the first seed (default 1337)")
-    ablate.add_argument("--data", default="shakespeare", help="built-in corpus or a UTF-8 text file")
-    ablate.add_argument("--tokenizer", choices=["char", "bpe"], default="char", help="the base's tokenizer")
-    ablate.add_argument("--bpe-vocab-size", type=int, default=512, help="the base's BPE vocabulary size")
+    ablate.add_argument("--data", help="built-in corpus or a UTF-8 text file (default shakespeare, or --base's)")
+    ablate.add_argument("--tokenizer", choices=["char", "bpe"], help="the base's tokenizer (default char)")
+    ablate.add_argument("--bpe-vocab-size", type=int, help="the base's BPE vocabulary size (default 512)")
     ablate.add_argument("--out", default="out/ablation", help="directory to write (default out/ablation)")
 
 
@@ -195,6 +197,7 @@ def run_ablate(args) -> int:
     from .ablation import (
         LEADERBOARD_HEADERS,
         AblationSpec,
+        base_from_checkpoint,
         leaderboard_rows,
         plan,
         ranked_by,
@@ -202,11 +205,16 @@ def run_ablate(args) -> int:
         split_values,
     )
 
-    spec = AblationSpec(args.knob, split_values(args.values), preset=args.preset, corpus=args.data,
-                        max_seconds=args.max_seconds, seeds=args.seeds, seed=args.seed, tokenizer=args.tokenizer,
-                        bpe_vocab_size=args.bpe_vocab_size)
+    base = {"preset": args.preset or DEFAULT_PRESET}
+    if args.base:
+        if args.preset:
+            raise ValueError("--preset or --base, not both: the base is a preset or a trained model's settings")
+        base = base_from_checkpoint(checkpoint.read_config(checkpoint.find_checkpoint(args.base)))
+    given = {"corpus": args.data, "tokenizer": args.tokenizer, "bpe_vocab_size": args.bpe_vocab_size}
+    spec = AblationSpec(args.knob, split_values(args.values), max_seconds=args.max_seconds, seeds=args.seeds,
+                        seed=args.seed, **{**base, **{k: v for k, v in given.items() if v is not None}})
     runs = plan(spec)
-    print(f"{len(runs)} runs of {args.preset}, {args.knob} in {{{', '.join(spec.values)}}}, "
+    print(f"{len(runs)} runs of {args.base or spec.preset}, {args.knob} in {{{', '.join(spec.values)}}}, "
           f"{args.max_seconds:g} s each, into {args.out}")
     stopping = []
     signal.signal(signal.SIGINT, lambda *_: (stopping.append(True), signal.signal(signal.SIGINT, signal.SIG_DFL)))

@@ -11,12 +11,14 @@ from babygpt.ablation import (
     MAX_VALUES,
     AblationSpec,
     RunResult,
+    base_from_checkpoint,
     leaderboard,
     plan,
     ranked_by,
     run_ablation,
     split_values,
 )
+from babygpt.checkpoint import read_adapter_config, read_config, shipped_checkpoints
 
 from conftest import cli_here
 
@@ -159,3 +161,24 @@ def test_a_stopped_ablation_ends_its_run_at_once_and_starts_no_other(tmp_path):
     assert len(results) == 1 and results[0].steps <= 4, "the run ends after the step in progress"
     assert [e.index for e in events if e.kind == "start"] == [0], "no further run starts"
     assert (tmp_path / "results.csv").is_file(), "what finished is kept"
+
+
+def test_a_trained_models_settings_can_be_the_base():
+    config = read_config(shipped_checkpoints()["lstm"])
+    base = base_from_checkpoint(config)
+    assert base["family"] == "lstm" and base["preset"] is None and base["corpus"] == "shakespeare"
+    runs = plan(AblationSpec("n_hidden", ["128", "256"], **base))
+    shipped = {k: v for k, v in config["model"].items() if k not in ("family", "vocab_size")}
+    assert runs[1].model == shipped, "the value the model has: exactly its settings"
+    assert runs[0].model == {**shipped, "n_hidden": 128}
+    assert runs[0].train["learning_rate"] == config["train"]["learning_rate"]
+    with pytest.raises(ValueError, match="a LoRA adapter's settings are its base's"):
+        base_from_checkpoint(read_adapter_config(shipped_checkpoints()["gpt-kjv-lora"]))
+
+
+def test_the_ablate_command_takes_a_models_settings_or_a_preset_not_both(tmp_path):
+    both = cli_here("ablate", "--preset", "gpt", "--base", "llama", "--knob", "n_layer", "--values", "1,2",
+                    "--out", tmp_path)
+    assert both.returncode == 2 and "--preset or --base, not both" in both.stderr
+    unknown = cli_here("ablate", "--base", "llama", "--knob", "n_kv_head", "--values", "1,3", "--out", tmp_path)
+    assert unknown.returncode == 2 and "n_kv_head=3:" in unknown.stderr, "checked against the model's own settings"

@@ -291,13 +291,14 @@ def test_preset_values_fill_the_form_and_models_lists_this_sessions_models(app_u
     # sizes, batch, steps, learning rate, then dropout, weight decay, warmup
     assert list(c.predict("llama", api_name="/preset_values")) == [4, 4, 128, 64, 12, 2000, 0.001, 0.0, 0.1, 100]
     assert list(c.predict("bigram", api_name="/preset_values"))[3:7] == [8, 32, 1000, 0.1]
-    compare, inside, attention, stats, hub, bases, experiments = c.predict(api_name="/models")
+    compare, inside, attention, stats, hub, bases, experiments, ablation_bases = c.predict(api_name="/models")
     names = lambda update: {value for _, value in update["choices"]}  # noqa: E731 - [label, value] pairs
     shipped = {"bigram", "ngram", "lstm", "gpt-single-head", "gpt-multi-head", "gpt-block", "gpt", "gpt-time-weighted",
                "gpt-low-rank", "llama", "gpt-kjv-lora"}
     assert names(compare) == names(inside) == names(stats) == names(hub) == names(experiments) == shipped
     assert names(attention) == shipped - {"bigram", "ngram", "lstm"}, "only models with attention"
     assert names(bases) == names(attention) - {"gpt-kjv-lora"}, "any model LoRA can adapt, not an adapter"
+    assert names(ablation_bases) == shipped - {"gpt-kjv-lora"}, "an ablation's base: any model, not an adapter"
 
 
 def test_generation_runs_while_another_generation_is_running(app_url):
@@ -336,7 +337,7 @@ def test_lora_finetune_streams_both_val_curves_and_compares_with_its_base(app_ur
     with zipfile.ZipFile(archive) as z:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= set(z.namelist())
         assert "model.safetensors" not in z.namelist()
-    compare, _, _, _, _, bases, _ = c.predict(api_name="/models")
+    compare, _, _, _, _, bases, _, _ = c.predict(api_name="/models")
     assert "my-gpt-lora" in {v for _, v in compare["choices"]} and "my-gpt-lora" not in {v for _, v in bases["choices"]}
 
     args = (["gpt", "my-gpt-lora"], "And God said", 60, 1.0, 0, 1.0, 5, "sampled", "", "probability")
@@ -500,7 +501,7 @@ def test_an_ablation_queues_its_runs_ranks_them_and_offers_the_results(app_url):
     rows = list(csv.DictReader(by_name["results.csv"].open()))
     assert len(rows) == 4 and {r["seed"] for r in rows} == {"1337", "1338"}
     assert json.loads(by_name["results.json"].read_text())["spec"]["knob"] == "learning_rate"
-    models = {v for _, v in c.predict(api_name="/models")[-1]["choices"]}
+    models = {v for _, v in c.predict(api_name="/models")[-2]["choices"]}
     assert "my-learning_rate-0.1-seed1337" in models, "every run joins the visitor's models"
     assert c.predict("ghost:0", api_name="/ablation_run")[-1] == {"__type__": "update"}, "a foreign ticket runs nothing"
 
@@ -528,8 +529,9 @@ def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url)
     assert list(rows) == ["characters", "BPE-256", "BPE-512", "BPE-1024"]
     assert rows["BPE-1024"][3] > rows["BPE-512"][3] > rows["BPE-256"][3], "compression grows with the vocabulary"
     assert "left out, not in kjv's characters: &#x27;🙂&#x27;" in columns, "characters: only the corpus's own"
-    preset, knob, values, seeds, budget, corpus = c.predict("kjv", "lstm", api_name="/tokenizer_ablation")
+    preset, knob, values, seeds, budget, corpus, base = c.predict("kjv", api_name="/tokenizer_ablation")
     assert (preset, knob, values, seeds, budget, corpus) == ("gpt", "tokenizer", "char,bpe-512,bpe-1024", 1, 20, "kjv")
+    assert base is None, "the preset is the base, not a model of the visitor's"
     for args, message in ((("shakespeare", 300, "", None), "the text is empty"),
                           (("shakespeare", 300, "a" * 5001, None), "up to 5,000"),
                           (("../etc/passwd", 300, "hi", None), "not in the list of choices"),
@@ -537,7 +539,7 @@ def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url)
         with pytest.raises(AppError, match=message):
             c.predict(*args, api_name="/tokenizer_lab")
     with pytest.raises(AppError, match="an ablation in the app trains on a built-in corpus"):
-        c.predict("upload a .txt file", "gpt", api_name="/tokenizer_ablation")
+        c.predict("upload a .txt file", api_name="/tokenizer_ablation")
 
 
 def test_the_tokenizer_lab_learns_from_an_uploaded_corpus(app_url, tmp_path):
@@ -551,3 +553,18 @@ def test_the_tokenizer_lab_learns_from_an_uploaded_corpus(app_url, tmp_path):
     _, table = c.predict("upload a .txt file", "the cat sat", handle_file(str(corpus)),
                          api_name="/tokenizers_side_by_side")
     assert {row[0]: row[1] for row in table["data"]}["characters"] == len(set(corpus.read_text()))
+
+
+def test_an_ablation_can_take_one_of_my_models_settings_as_its_base(app_url):
+    c = client(app_url)
+    train(c, preset="llama", n_layer=1, n_head=2, n_embd=16, max_iters=5)
+    assert c.predict("gpt", "my-llama", api_name="/ablation_base_knobs")["value"] == "n_layer"
+    knobs = {v for _, v in c.predict("gpt", "my-llama", api_name="/ablation_base_knobs")["choices"]}
+    assert "n_kv_head" in knobs, "the model's family's knobs, not the preset's"
+    _, answers = run_ablation_through_the_api(c, "gpt", "n_embd", "16,32", 1, 1, "shakespeare", "my-llama")
+    parameters = {row[1]: row[-1] for row in answers[-1][2]["data"]}
+    _, table, _ = c.predict(["my-llama"], "step", 0.0, api_name="/overlay")
+    assert parameters["n_embd=16"] == table["data"][0][1], "the value it was trained with: the same model"
+    assert parameters["n_embd=32"] > parameters["n_embd=16"]
+    with pytest.raises(AppError, match="a LoRA adapter's settings are its base's"):
+        c.predict("gpt", "n_layer", "1,2", 1, 1, "shakespeare", "gpt-kjv-lora", api_name="/ablate")

@@ -7,6 +7,7 @@ import sys
 
 import gradio as gr
 
+from ..checkpoint import is_adapter
 from ..machine import describe
 from . import (
     attention_lines,
@@ -82,10 +83,11 @@ def build_app() -> gr.Blocks:
             names = model_choices(session)
             return (gr.update(choices=names), gr.update(choices=names),
                     gr.update(choices=model_choices(session, attention_only=True)), gr.update(choices=names),
-                    gr.update(choices=names), gr.update(choices=base_choices(session)), gr.update(choices=names))
+                    gr.update(choices=names), gr.update(choices=base_choices(session)), gr.update(choices=names),
+                    gr.update(choices=[name for name, path in session.models().items() if not is_adapter(path)]))
 
         selectors = [compare_selector, inside_selector, attention_selector, stats_selector, hub_selector,
-                     base_selector, experiments_selector]
+                     base_selector, experiments_selector, ablation["base_model"]]
         model_names.change(refresh, None, selectors, api_name="refresh_models")
         app.load(refresh, None, selectors, api_name="models")
         tokenizer_tab.connect(tokenizer_lab, tabs, ablation)

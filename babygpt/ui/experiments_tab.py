@@ -26,6 +26,7 @@ from ..ablation import (
     MAX_VALUES,
     AblationSpec,
     ablation_figure,
+    base_from_checkpoint,
     knobs_for,
     leaderboard_rows,
     plan,
@@ -34,6 +35,7 @@ from ..ablation import (
     split_values,
     write_results,
 )
+from ..checkpoint import is_adapter, read_adapter_config, read_config
 from ..data import BUILTIN
 from ..experiments import TABLE_HEADERS, X_AXES, comparability_note, comparison_rows, overlay_figure, run_of
 from ..models import PRESETS, get_preset
@@ -87,13 +89,16 @@ NOISE_NOTE = (
     "spread is labelled *within noise*: the seeds alone could make it.")
 
 
-def knob_choices(preset: str, request: gr.Request = None):
-    """The knobs of the preset's family, in the dropdown; the knob a link named, where a link
-    opened the page with this preset."""
-    knobs = knobs_for(get_preset(preset)[0])
-    value = "n_layer" if "n_layer" in knobs else knobs[0]
-    pending = session_of(request).pending_link
-    if pending.get("ablate_preset") == preset:
+def knob_choices(preset: str, knob: str | None = None, request: gr.Request = None):
+    """The knobs of the preset's family, in the dropdown: the knob a link named, where a link opened
+    the page with this preset; else the knob chosen, where the family has it too; else its first."""
+    return knob_update(get_preset(preset)[0], knob, session_of(request).pending_link, preset)
+
+
+def knob_update(family: str, knob: str | None, pending: dict | None = None, preset: str | None = None):
+    knobs = knobs_for(family)
+    value = knob if knob in knobs else "n_layer" if "n_layer" in knobs else knobs[0]
+    if pending and preset is not None and pending.get("ablate_preset") == preset:
         pending.pop("ablate_preset")
         value = pending.pop("knob", value)
     return gr.update(choices=knobs, value=value)
@@ -106,13 +111,32 @@ def ablation_link(preset, knob, values, seeds, budget, corpus) -> str:
 
 
 @friendly
-def start_ablation(preset, knob, values, seeds, budget, corpus, request: gr.Request = None):
+def base_of(session, preset, base_model) -> dict:
+    """The ablation's base: one of the session's models' settings where one is chosen, else the preset."""
+    if not base_model:
+        return {"preset": str(preset)}
+    path = session.path_of(base_model)
+    config = read_adapter_config(path) if is_adapter(path) else read_config(path)
+    return {k: v for k, v in base_from_checkpoint(config).items() if k != "corpus"}  # the form names the corpus
+
+
+@friendly
+def knobs_of_base(preset, base_model, knob=None, request: gr.Request = None):
+    """The knobs of the chosen model's family (or the preset's, with no model chosen)."""
+    if not base_model:
+        return knob_update(get_preset(preset)[0], knob)
+    return knob_update(base_of(session_of(request), preset, base_model)["family"], knob)
+
+
+@friendly
+def start_ablation(preset, knob, values, seeds, budget, corpus, base_model=None, request: gr.Request = None):
     """Check and plan the ablation; (status, chart, leaderboard, files, the first run's token)."""
     session = session_of(request)
     if session.ablation.get("in_run"):
         raise ValueError("a run of your ablation is training: stop it first")
-    spec = AblationSpec(str(knob), split_values(values or ""), preset=str(preset), corpus=str(corpus),
-                        max_seconds=budget, seeds=whole_number(seeds, "seeds per setting", 1, MAX_SEEDS))
+    spec = AblationSpec(str(knob), split_values(values or ""), corpus=str(corpus), max_seconds=budget,
+                        seeds=whole_number(seeds, "seeds per setting", 1, MAX_SEEDS),
+                        **base_of(session, preset, base_model))
     if corpus not in BUILTIN:
         raise ValueError(f"the corpus must be one of {', '.join(BUILTIN)}, got {corpus!r}")
     runs = plan(spec, max_seconds_cap=APP_MAX_SECONDS)
@@ -204,6 +228,8 @@ def build_ablation() -> dict:
     gr.Markdown("### One-knob ablation\nTrain one base several times with one setting changed, and rank them.")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=FIRST_ABLATION_PRESET, label="base (preset)")
+        base_model = gr.Dropdown([], value=None, allow_custom_value=True,
+                                 label="…or one of your models' settings as the base (instead of the preset)")
         knob = gr.Dropdown(knobs_for(get_preset(FIRST_ABLATION_PRESET)[0]), value="n_layer",
                            label="knob (the setting to change)")
         values = gr.Textbox("1,2,4", label=f"values (2 to {MAX_VALUES}, comma-separated)",
@@ -224,8 +250,10 @@ def build_ablation() -> dict:
     gr.Markdown(NOISE_NOTE)
     ticket = gr.Textbox(visible=False)
     outputs = [status, chart, board, files, ticket]
-    preset.change(knob_choices, preset, knob, api_name="ablation_knobs")
-    start_event = dict(fn=start_ablation, inputs=[preset, knob, values, seeds, budget, corpus], outputs=outputs,
+    preset.change(knob_choices, [preset, knob], knob, api_name="ablation_knobs")
+    base_model.change(knobs_of_base, [preset, base_model, knob], knob, api_name="ablation_base_knobs")
+    start_event = dict(fn=start_ablation, inputs=[preset, knob, values, seeds, budget, corpus, base_model],
+                       outputs=outputs,
                        show_progress_on=status, concurrency_limit=None)
     start.click(**start_event, api_name="ablate")
     ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
@@ -238,7 +266,7 @@ def build_ablation() -> dict:
         ablation_link, form, link, api_name="ablation_link", show_progress="hidden").then(
         None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
     return {"fields": dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form)),
-            "start": start_event}
+            "start": start_event, "base_model": base_model}
 
 
 def build(choices: list[str], app: gr.Blocks) -> tuple[gr.Dropdown, dict]:

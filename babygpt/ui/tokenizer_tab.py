@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..data import BUILTIN
 from ..tokenizer_lab import COMPARED_SIZES, bpe_for, compared_tokenizers, first_merges, pieces, tokenizer_report
-from .common import friendly, session_of, whole_number
+from .common import friendly, whole_number
 from .train_tab import LIMITS, MIN_BPE_VOCAB, UPLOAD, corpus_source
 
 SAMPLE_TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
@@ -107,16 +107,13 @@ ABLATED_PRESET = "gpt"
 
 
 @friendly
-def to_ablation(corpus, current_preset, request: gr.Request = None):
-    """The equal-budget characters-against-BPE ablation, in the Experiments tab's form. Where the
-    form shows another preset, its change event would pick that preset's first knob: the knob
-    waits in the session for it (as a link's does)."""
+def to_ablation(corpus):
+    """The equal-budget characters-against-BPE ablation, in the Experiments tab's form (every
+    family has the tokenizer knob, so the preset's change event keeps it)."""
     values = ",".join(["char", *(f"bpe-{size}" for size in COMPARED_SIZES[1:])])
     if corpus not in BUILTIN:
         raise ValueError("an ablation in the app trains on a built-in corpus: pick one (the lab takes your file)")
-    if current_preset != ABLATED_PRESET:
-        session_of(request).pending_link = {"ablate_preset": ABLATED_PRESET, "knob": "tokenizer"}
-    return gr.Tabs(selected="experiments"), ABLATED_PRESET, "tokenizer", values, 1, 20, corpus
+    return gr.Tabs(selected="experiments"), ABLATED_PRESET, "tokenizer", values, 1, 20, corpus, None
 
 
 def build(app: gr.Blocks) -> dict:
@@ -159,5 +156,6 @@ def connect(parts: dict, tabs: gr.Tabs, ablation: dict) -> None:
     (``ablation``: the form's fields by link name, and ``start``: its Run button's event)."""
     names = ("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus")
     fields = [ablation["fields"][name] for name in names]
-    parts["ablate"].click(to_ablation, [parts["corpus"], fields[0]], [tabs, *fields], api_name="tokenizer_ablation",
+    outputs = [tabs, *fields, ablation["base_model"]]  # the preset is the base, not a model of the visitor's
+    parts["ablate"].click(to_ablation, parts["corpus"], outputs, api_name="tokenizer_ablation",
                           show_progress="hidden").success(**ablation["start"], api_name="ablate_tokenizers")
