@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -568,3 +569,29 @@ def test_an_ablation_can_take_one_of_my_models_settings_as_its_base(app_url):
     assert parameters["n_embd=32"] > parameters["n_embd=16"]
     with pytest.raises(AppError, match="a LoRA adapter's settings are its base's"):
         c.predict("gpt", "n_layer", "1,2", 1, 1, "shakespeare", "gpt-kjv-lora", api_name="/ablate")
+
+
+def test_another_visitors_training_goes_between_two_runs_of_an_ablation(app_url):
+    """Each run of an ablation is its own turn in the trainer's queue: a training queued while the
+    first run trains goes before the second run."""
+    ablating, other = client(app_url), client(app_url)
+    _, _, _, _, ticket = ablating.predict("bigram", "learning_rate", "0.1,0.01", 1, 3, "shakespeare",
+                                          api_name="/ablate")
+    times = {}
+
+    def run(name, call):
+        call()
+        times[name] = time.monotonic()
+
+    first = threading.Thread(target=run, args=("first run", lambda: times.setdefault(
+        "ticket", ablating.predict(ticket, api_name="/ablation_run")[-1])))
+    first.start()
+    time.sleep(1.5)  # the first run is training now
+    queued = threading.Thread(target=run, args=("other visitor", lambda: train(other, max_iters=20)))
+    queued.start()
+    first.join()
+    run("second run", lambda: ablating.predict(times["ticket"], api_name="/ablation_run"))
+    queued.join()
+    # One training at a time: the other visitor's (20 steps) ending before the second run (3 s)
+    # means it went first.
+    assert times["first run"] < times["other visitor"] < times["second run"], times

@@ -147,6 +147,7 @@ APP = [
     ("app /ablate", "6 seeds per value (the cap is 5)", "Value 6 is greater than maximum value 5"),
     ("app /ablate", "a budget of 61 s per run (the cap is 60)", "Value 61 is greater than maximum value 60"),
     ("app /ablate", "a corpus no one has", "not in the list of choices"),
+    ("app /ablate", "a BPE vocabulary the corpus cannot fill (bpe-99999)", "the corpus fills only"),
     ("app /overlay", "13 models at once (the cap is 12)", "overlay at most 12 models at once"),
     ("app /overlay", "a model name with ../ in it", "no model named"),
 ]
@@ -253,6 +254,8 @@ def app_call(c: Client, surface: str, what: str, tmp_path: Path):
         "6 seeds per value (the cap is 5)": lambda: ablate(seeds=6),
         "a budget of 61 s per run (the cap is 60)": lambda: ablate(budget=61),
         "a corpus no one has": lambda: ablate(corpus="../etc/passwd"),
+        "a BPE vocabulary the corpus cannot fill (bpe-99999)":
+            lambda: ablate(knob="tokenizer", values="char,bpe-99999"),
         "13 models at once (the cap is 12)": lambda: c.predict(["gpt"] * 13, "step", 0.0, api_name="/overlay"),
         "an empty prompt": lambda: compare(["gpt"], ""),
         "an emoji prompt to a model that never saw it": lambda: compare(["gpt"], "Hi 🙂"),
