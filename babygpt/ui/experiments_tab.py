@@ -41,7 +41,7 @@ from ..experiments import TABLE_HEADERS, X_AXES, comparability_note, comparison_
 from ..models import PRESETS, get_preset
 from .common import friendly, session_key, session_of, whole_number
 from .links import link_query
-from .train_tab import ABSOLUTE_LINK_JS, TRAINER_LINE, trainer_turn
+from .train_tab import TRAINER_LINE, copy_link_button, trainer_turn
 
 MAX_RUNS = 12  # more lines than this on one chart is a tangle, not a comparison
 FIRST_RUNS = ("bigram", "ngram", "lstm", "gpt", "llama")
@@ -260,11 +260,7 @@ def build_ablation() -> dict:
                   show_progress_on=status)
     stop.click(stop_ablation, None, status, api_name="stop_ablation", concurrency_limit=None)
     form = [preset, knob, values, seeds, budget, corpus]
-    link = gr.Textbox(label="a link to this ablation (copied when you press the button)", elem_id="ablation-link",
-                      interactive=False)
-    gr.Button("Copy a link to this ablation", size="sm").click(
-        ablation_link, form, link, api_name="ablation_link", show_progress="hidden").then(
-        None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
+    copy_link_button("Copy a link to this ablation", ablation_link, form, "ablation_link")
     return {"fields": dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form)),
             "start": start_event, "base_model": base_model}
 

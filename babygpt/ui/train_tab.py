@@ -552,15 +552,9 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
     )
     stop_button.click(stop, None, status, api_name="stop_training", concurrency_limit=None)
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
-    link = gr.Textbox(label="a link to this form (copied when you press the button)", elem_id="train-link",
-                      interactive=False)
-    linked = [*form, corpus, *more_knobs]
-    gr.Button("Copy a link to this form", size="sm").click(
-        form_link, linked, link, api_name="train_link", show_progress="hidden").then(
-        None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
-    fields = dict(zip(LINK_FIELDS, linked))
+    copy_link_button("Copy a link to this form", form_link, linked := [*form, corpus, *more_knobs], "train_link")
     return {"base": base, "mode": mode, "preset": preset, "corpus": corpus, "max_seconds": max_seconds,
-            "fields": fields}
+            "fields": dict(zip(LINK_FIELDS, linked))}
 
 
 # The Train form's fields in the order ``linked`` lists them, by the names a link gives them.
@@ -574,6 +568,15 @@ ABSOLUTE_LINK_JS = """(query) => {
     navigator.clipboard?.writeText(link).catch(() => {});
     return link;
 }"""
+
+
+def copy_link_button(label: str, fn, inputs: list, api_name: str) -> None:
+    """A button that shows and copies the link ``fn`` makes of ``inputs`` (a query; the page makes
+    it a whole address). The link's box is #train-link for api_name train_link."""
+    link = gr.Textbox(label="the link (copied when you press the button)", elem_id=api_name.replace("_", "-"),
+                      interactive=False)
+    gr.Button(label, size="sm").click(fn, inputs, link, api_name=api_name, show_progress="hidden").then(
+        None, link, link, js=ABSOLUTE_LINK_JS, show_progress="hidden")
 
 
 def form_link(*values) -> str:
