@@ -7,6 +7,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -15,6 +16,8 @@ from gradio_client.exceptions import AppError
 
 from babygpt.ablation import LEADERBOARD_HEADERS
 from babygpt.experiments import TABLE_HEADERS
+from babygpt.ui.links import read_link
+from babygpt.ui.train_tab import LIMITS
 
 TINY_TRAINING = dict(preset="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=30,
                      learning_rate=1e-3, max_seconds=0, corpus="shakespeare", upload=None, x_axis="step",
@@ -595,3 +598,16 @@ def test_another_visitors_training_goes_between_two_runs_of_an_ablation(app_url)
     # One training at a time: the other visitor's (20 steps) ending before the second run (3 s)
     # means it went first.
     assert times["first run"] < times["other visitor"] < times["second run"], times
+
+
+def test_a_forms_link_round_trips_through_the_api(app_url):
+    """/train_link and /ablation_link give the query a page opens with (the browser test opens it)."""
+    c = client(app_url)
+    form = {**{k: v for k, v in TINY_TRAINING.items() if k not in ("upload", "x_axis")}, "seed": 3, "optimizer": "muon"}
+    query = c.predict(*form.values(), api_name="/train_link")
+    values, notes = read_link(dict(parse_qsl(query.lstrip("?"))), LIMITS)
+    assert notes == [] and values == {"tab": "train", **{k: v for k, v in form.items() if k != "bf16"}}
+    query = c.predict("gpt", "attn_rank", "0,8", 2, 5, "kjv", api_name="/ablation_link")
+    assert read_link(dict(parse_qsl(query.lstrip("?"))), LIMITS) == (
+        {"tab": "experiments", "ablate_preset": "gpt", "knob": "attn_rank", "values": "0,8", "seeds": 2,
+         "budget": 5.0, "ablate_corpus": "kjv"}, [])
