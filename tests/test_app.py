@@ -578,8 +578,8 @@ def test_another_visitors_training_goes_between_two_runs_of_an_ablation(app_url)
     """Each run of an ablation is its own turn in the trainer's queue: a training queued while the
     first run trains goes before the second run."""
     ablating, other = client(app_url), client(app_url)
-    _, _, _, _, ticket = ablating.predict("bigram", "learning_rate", "0.1,0.01", 1, 3, "shakespeare",
-                                          api_name="/ablate")
+    # gpt: 3 s end each run by its budget (a bigram's 1,000 steps take less than that)
+    _, _, _, _, ticket = ablating.predict("gpt", "n_layer", "1,2", 1, 3, "shakespeare", api_name="/ablate")
     times = {}
 
     def run(name, call):
@@ -589,7 +589,7 @@ def test_another_visitors_training_goes_between_two_runs_of_an_ablation(app_url)
     first = threading.Thread(target=run, args=("first run", lambda: times.setdefault(
         "ticket", ablating.predict(ticket, api_name="/ablation_run")[-1])))
     first.start()
-    time.sleep(1.5)  # the first run is training now
+    time.sleep(1.5)  # the first run is training now, for 3 s
     queued = threading.Thread(target=run, args=("other visitor", lambda: train(other, max_iters=20)))
     queued.start()
     first.join()
