@@ -4,17 +4,23 @@ The card is generated from the checkpoint: YAML metadata (``library_name: babygp
 tags, dataset, a ``model-index`` entry with the val loss) and a body with the architecture, the
 parameter and FLOP counts, the training settings, the loss history and sample generations.
 
+The metadata is huggingface_hub's own ``ModelCardData`` with an ``EvalResult``, so the Hub (and
+``ModelCard.load``) reads the ``model-index`` exactly as it was meant.
+
 A generated card ends with a line holding the SHA-256 of everything above it. A card whose text
-no longer matches its line was edited by someone, and ``card_for`` keeps it rather than writing
-over it; a card BabyGPT did not write at all is kept too.
+no longer matches its line was edited by someone, and ``card_for`` keeps its text rather than
+writing over it; a card BabyGPT did not write at all is kept too. Only its numbers follow the
+checkpoint: the val loss in its metadata is updated as huggingface_hub's ``metadata_update`` does
+(a result of the same task, dataset and metric takes the new value; a new one is added).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import checkpoint
 from .models import config_from_json
@@ -33,10 +39,6 @@ def _sign(text: str) -> str:
 def is_generated_and_unedited(card: str) -> bool:
     match = SIGNATURE.search(card)
     return bool(match) and hashlib.sha256(card[: match.start()].encode()).hexdigest() == match[1]
-
-
-def _yaml_list(items: list[str]) -> str:
-    return "".join(f"\n  - {json.dumps(item)}" for item in items)
 
 
 def generate_card(directory, name: str, samples: int = 3, sample_tokens: int = 200) -> str:
@@ -80,22 +82,43 @@ download_checkpoint("{name}", "my-copy")   # then: python -m babygpt sample my-c
 
 {sample_texts(loaded, samples, sample_tokens)}
 """
-    return _sign(front_matter(config, name, corpus_name, tokenizer_kind, val) + body)
+    return _sign(front_matter(card_data(config, name, corpus_name, tokenizer_kind, val)) + body)
 
 
-def front_matter(config: dict, name: str, corpus_name: str, tokenizer_kind: str, val: float | None) -> str:
-    """The card's YAML: library, licence, tags, dataset and a model-index entry with the val loss."""
+def card_data(config: dict, name: str, corpus_name: str, tokenizer_kind: str, val: float | None) -> ModelCardData:
+    """The card's metadata: library, licence, tags, dataset and a model-index result with the val loss."""
     tags = ["babygpt", config["model"]["family"], f"{tokenizer_kind}-tokenizer", "text-generation"]
     if config.get("kind") == "lora":
         tags.append("lora")
-    index = ""
+    results = None
     if val is not None:
-        index = (f"\nmodel-index:\n  - name: {json.dumps(name)}\n    results:\n      - task:"
-                 f"\n          type: text-generation\n        dataset:\n          name: {json.dumps(corpus_name)}"
-                 f"\n          type: {json.dumps(corpus_name)}\n          split: validation\n        metrics:"
-                 f"\n          - type: loss\n            value: {val:.4f}\n            name: val loss (nats/token)")
-    return (f"---\nlibrary_name: babygpt\nlicense: {LICENSE}\npipeline_tag: text-generation\ntags:{_yaml_list(tags)}"
-            f"\ndatasets:{_yaml_list([corpus_name])}{index}\n---\n")
+        results = [EvalResult(task_type="text-generation", dataset_type=corpus_name, dataset_name=corpus_name,
+                              dataset_split="validation", metric_type="loss", metric_value=round(val, 4),
+                              metric_name="val loss (nats/token)")]
+    return ModelCardData(library_name="babygpt", license=LICENSE, pipeline_tag="text-generation", tags=tags,
+                         datasets=[corpus_name], model_name=name if results else None, eval_results=results)
+
+
+def front_matter(data: ModelCardData) -> str:
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def with_new_results(card: str, data: ModelCardData) -> str:
+    """``card`` with its metadata's eval results updated from ``data``, its text as it was (what
+    ``huggingface_hub.metadata_update`` does to a card on the Hub)."""
+    if not data.eval_results:
+        return card
+    parsed = ModelCard(card, ignore_metadata_errors=True)
+    results = list(parsed.data.eval_results or [])
+    for new in data.eval_results:
+        same = next((old for old in results if old.unique_identifier == new.unique_identifier), None)
+        if same is not None:
+            same.metric_value = new.metric_value
+        else:
+            results.append(new)
+    parsed.data.eval_results = results
+    parsed.data.model_name = parsed.data.model_name or data.model_name
+    return str(parsed)
 
 
 def settings_tables(config: dict, metrics: dict) -> str:
@@ -139,7 +162,8 @@ def sample_texts(loaded, samples: int, sample_tokens: int) -> str:
 
 def card_for(directory, name: str, existing: str | None) -> tuple[str, bool]:
     """(the card to publish, whether it is a fresh one): a fresh card unless ``existing`` is a
-    card someone wrote or edited, which is kept as it is."""
+    card someone wrote or edited, whose text is kept and whose metadata gets the new numbers."""
+    generated = generate_card(directory, name)
     if existing is not None and not is_generated_and_unedited(existing):
-        return existing, False
-    return generate_card(directory, name), True
+        return with_new_results(existing, ModelCard(generated).data), False
+    return generated, True

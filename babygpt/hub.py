@@ -124,10 +124,11 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
     _bounded()
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
-        card, fresh = card_for(directory, repo_id, _existing_card(api, repo_id))
+        existing = _existing_card(api, repo_id)
+        card, fresh = card_for(directory, repo_id, existing)
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
                       for name in CHECKPOINT_FILES if (directory / name).is_file()]
-        if fresh:
+        if card != existing:  # a fresh card, or an edited one whose numbers changed
             operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8")))
         api.create_commit(repo_id, operations, commit_message="Upload BabyGPT checkpoint")
     except HUB_ERRORS as error:

@@ -38,7 +38,8 @@ def push(name, repo_id, private, request: gr.Request, oauth_token: gr.OAuthToken
     pushed = push_checkpoint(session_of(request).path_of(name), repo_id, token=visitor_token(oauth_token),
                              private=bool(private), endpoint=os.environ.get("HF_ENDPOINT"))
     card = ("with a generated model card" if pushed.card_written
-            else "keeping the repo's own README.md (it was written or edited by hand)")
+            else "keeping the repo's own README.md (it was written or edited by hand; only its val loss in the "
+                 "metadata follows the checkpoint)")
     return f"pushed **{name}** to [{pushed.url}]({pushed.url}), {card}"
 
 
