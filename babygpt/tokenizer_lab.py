@@ -55,6 +55,12 @@ def lab_tokenizer(corpus: str, vocab_size: int) -> BPETokenizer:
     return train_tokenizer("bpe", load_text(corpus), vocab_size)
 
 
+@functools.lru_cache(maxsize=8)
+def lab_characters(corpus: str) -> CharTokenizer:
+    """The character vocabulary of a built-in corpus, remembered (every visitor's first open asks)."""
+    return train_tokenizer("char", load_text(corpus))
+
+
 def bpe_for(corpus: str, vocab_size: int) -> BPETokenizer:
     """A byte-level BPE learned on ``corpus``: a built-in one's remembered, a file's trained anew."""
     if is_builtin(corpus):
@@ -105,5 +111,5 @@ def tokenizer_report(name: str, tokenizer, text: str) -> dict:
 def compared_tokenizers(corpus: str, sizes: tuple[int, ...] = COMPARED_SIZES) -> dict[str, object]:
     """Characters (every character of the corpus) and a BPE of each size, all learned on ``corpus``
     (a built-in name or a text file)."""
-    return {"characters": train_tokenizer("char", load_text(corpus)),
-            **{f"BPE-{size}": bpe_for(corpus, size) for size in sizes}}
+    characters = lab_characters(corpus) if is_builtin(corpus) else train_tokenizer("char", load_text(corpus))
+    return {"characters": characters, **{f"BPE-{size}": bpe_for(corpus, size) for size in sizes}}
