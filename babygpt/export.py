@@ -12,8 +12,12 @@
 Only what transformers can express is exported: GPT-2 needs a gpt with its MLP and LayerNorms,
 full-rank attention and no time weighting (the attention-ladder presets and
 ``gpt-time-weighted`` are refused). transformers is not needed to export, only to load the result.
-The tokenizer is not converted: ``tokenizer.json`` is copied as BabyGPT's own file, and the ids are
-BabyGPT's.
+
+The tokenizer is converted too, so ``AutoTokenizer`` and ``pipeline("text-generation")`` run the
+export: a character vocabulary becomes a ``tokenizers`` BPE model with no merges (one token per
+character, the same ids) and a decoder that joins tokens without spaces; a BPE tokenizer already
+is a ``tokenizers`` model and is written as it is. ``tokenizer_config.json`` and
+``generation_config.json`` come with them, and ``babygpt_tokenizer.json`` keeps BabyGPT's own file.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models
 
 from . import checkpoint
 from .lora import LoRALinear, lora_layers
 from .models import build_model
-from .tokenizer import TOKENIZER_FILE
+from .tokenizer import TOKENIZER_FILE, CharTokenizer
+
+# What a transformers directory holds besides its weights; BabyGPT's own tokenizer file keeps
+# another name there, since transformers' tokenizer.json takes the usual one.
+TRANSFORMERS_CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "tokenizer.json")
+OWN_TOKENIZER_FILE = "babygpt_tokenizer.json"
 
 
 def plain_model(model):
@@ -52,6 +62,49 @@ def plain_model(model):
     return plain.eval()
 
 
+def transformers_tokenizer(tokenizer) -> Tokenizer:
+    """BabyGPT's tokenizer as a ``tokenizers.Tokenizer`` with the same ids for every text it encodes.
+
+    A character vocabulary is a BPE model without merges: with no pre-tokenizer the whole text is
+    one word, split into its characters, each looked up. transformers cannot raise on a character
+    outside the vocabulary as BabyGPT does: it leaves it out (the README says so)."""
+    if isinstance(tokenizer, CharTokenizer):
+        converted = Tokenizer(models.BPE(vocab=dict(tokenizer.index), merges=[]))
+        converted.decoder = decoders.Fuse()  # join the characters back with nothing in between
+        return converted
+    return Tokenizer.from_str(tokenizer.tokenizer.to_str())
+
+
+def tokenizer_files(tokenizer, block_size: int) -> dict[str, str]:
+    """``tokenizer.json``, ``tokenizer_config.json`` and ``generation_config.json`` for transformers.
+
+    No token ends a text (BabyGPT's vocabularies have none), so generation stops only at its
+    length; ``clean_up_tokenization_spaces`` would change decoded text, so it is off."""
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": block_size,
+        "clean_up_tokenization_spaces": False, "add_prefix_space": False,
+    }
+    generation_config = {"do_sample": False, "bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    return {
+        "tokenizer.json": transformers_tokenizer(tokenizer).to_str(),
+        "tokenizer_config.json": json.dumps(tokenizer_config, indent=2) + "\n",
+        "generation_config.json": json.dumps(generation_config, indent=2) + "\n",
+    }
+
+
+def write_transformers_files(loaded: checkpoint.Checkpoint, converted: tuple[dict, dict], base_dir: Path,
+                             out_dir: Path) -> None:
+    """The checkpoint in transformers' layout in the existing ``out_dir``; ``converted`` is its
+    model's ``to_transformers()`` (adapters merged), ``base_dir`` the checkpoint with its tokenizer."""
+    config, state = converted
+    tensors = {name: value.detach().to(torch.float32).contiguous().clone() for name, value in state.items()}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    for name, text in tokenizer_files(loaded.tokenizer, loaded.model.config.block_size).items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+    shutil.copyfile(base_dir / TOKENIZER_FILE, out_dir / OWN_TOKENIZER_FILE)
+
+
 def export_transformers(source, out_dir) -> Path:
     """Write ``config.json`` and ``model.safetensors`` in transformers' layout for the checkpoint
     ``source`` (a directory or a shipped name); ``out_dir`` must not exist yet."""
@@ -60,14 +113,10 @@ def export_transformers(source, out_dir) -> Path:
     if out_dir.exists():
         raise ValueError(f"{out_dir} already exists; export into a new directory")
     loaded = checkpoint.load_checkpoint(source_dir)
-    config, state = plain_model(loaded.model).to_transformers()  # or the family's reason why not
-    tensors = {name: value.detach().to(torch.float32).contiguous().clone() for name, value in state.items()}
+    converted = plain_model(loaded.model).to_transformers()  # or the family's reason why not
     out_dir.mkdir(parents=True)
     try:
-        (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-        shutil.copyfile(checkpoint.find_checkpoint(loaded.base or source_dir) / TOKENIZER_FILE,
-                        out_dir / "babygpt_tokenizer.json")
+        write_transformers_files(loaded, converted, checkpoint.find_checkpoint(loaded.base or source_dir), out_dir)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # nothing half-written
         raise

@@ -1,16 +1,21 @@
 """Export to transformers: AutoModelForCausalLM loads the exported directory with the same logits."""
 
+import functools
+
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-from babygpt import checkpoint
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from babygpt import checkpoint, sampling
 from babygpt.export import export_transformers
 from babygpt.lora import LoRAConfig
 from babygpt.models import build_model
 from babygpt.runs import new_finetune
-from babygpt.tokenizer import CharTokenizer
+from babygpt.tokenizer import CharTokenizer, load_tokenizer
 
 from conftest import randomize_, variant_config
 
@@ -42,7 +47,9 @@ def test_exported_models_give_the_same_logits_in_transformers(name, architecture
     out = export_transformers(save(model, tmp_path / "ckpt"), tmp_path / "hf")
     reference = same_logits(model, out, 20, 16)
     assert type(reference).__name__ == architecture
-    assert sorted(p.name for p in out.iterdir()) == ["babygpt_tokenizer.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "babygpt_tokenizer.json", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]
 
 
 def test_the_shipped_models_and_a_merged_adapter_export(tmp_path):
@@ -127,3 +134,55 @@ def test_the_shipped_adapter_exports_to_peft(tmp_path):
     idx = torch.randint(0, 62, (2, 64), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(ours(idx)[0], model(idx).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def exported_shipped(tmp_path_factory):
+    """The shipped gpt and llama exported once (character vocabularies), and a BPE model."""
+    from babygpt.data import load_text
+    from babygpt.tokenizer import BPETokenizer
+
+    root = tmp_path_factory.mktemp("exported")
+    out = {name: export_transformers(name, root / name) for name in ("gpt", "llama")}
+    bpe = BPETokenizer.train(load_text("shakespeare")[:200_000], vocab_size=300)
+    torch.manual_seed(0)
+    model = build_model(variant_config("gpt", vocab_size=bpe.vocab_size))
+    checkpoint.save_checkpoint(root / "bpe-ckpt", model, bpe, {})
+    out["bpe"] = export_transformers(root / "bpe-ckpt", root / "bpe")
+    return out
+
+
+SHIPPED_CHARS = checkpoint.load_checkpoint(checkpoint.find_checkpoint("gpt")).tokenizer.chars
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet=SHIPPED_CHARS, max_size=80),
+       bpe_text=st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_auto_tokenizer_encodes_every_text_as_babygpt_does(exported_shipped, text, bpe_text):
+    for name, sample in (("gpt", text), ("bpe", bpe_text + text)):
+        ours, theirs = both_tokenizers(exported_shipped[name])
+        ids = ours.encode(sample)
+        assert theirs(sample)["input_ids"] == ids
+        assert theirs.decode(ids) == ours.decode(ids)
+
+
+@functools.cache
+def both_tokenizers(directory):
+    """BabyGPT's tokenizer (the export keeps its file) and transformers' reading of the export."""
+    return (load_tokenizer(directory / "babygpt_tokenizer.json"),
+            transformers.AutoTokenizer.from_pretrained(directory))
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama"])
+def test_pipeline_greedy_text_equals_babygpts_up_to_the_context_length(exported_shipped, name):
+    loaded = checkpoint.load_checkpoint(checkpoint.find_checkpoint(name))
+    pipe = transformers.pipeline("text-generation", model=str(exported_shipped[name]), device="cpu")
+    prompt = "ROMEO:\nWhat say you"
+    # every token until the text is one longer than the context was chosen from a full window at most
+    room = loaded.model.config.block_size + 1 - len(loaded.tokenizer.encode(prompt))
+    theirs = pipe(prompt, max_new_tokens=room, do_sample=False)[0]["generated_text"]
+    assert theirs == sampling.sample_text(loaded.model, loaded.tokenizer, prompt, room, temperature=0)
+    assert len(theirs) == len(prompt) + room
+    if name == "gpt":  # past it GPT-2 has no position embedding left; BabyGPT slides its window
+        with pytest.raises(IndexError):
+            pipe(prompt, max_new_tokens=room + 1, do_sample=False)
