@@ -37,10 +37,12 @@ from .checkpoint import (
     is_adapter,
     load_adapter,
     load_checkpoint,
+    read_json,
     save_adapter,
     save_checkpoint,
     shipped_checkpoints,
 )
+from .from_transformers import import_transformers, is_transformers_config
 from .tokenizer import TOKENIZER_FILE
 
 CARD_FILE = "README.md"
@@ -184,8 +186,15 @@ def from_pretrained(source: str, token: str | None = None, endpoint: str | None 
                     device: str = "cpu") -> Checkpoint:
     """A checkpoint from a directory, a shipped name (``gpt``) or a Hub repo id (``owner/name``).
 
+    A directory or repo of transformers' GPT-2 or Llama is imported (``babygpt.from_transformers``).
+
     A repo is downloaded into ``cache_dir`` (default ``~/.cache/babygpt/hub``), replacing an older
     copy only once the new one is known to load."""
+    if Path(source).is_dir() and (Path(source) / CONFIG_FILE).is_file() and not is_adapter(source):
+        if is_transformers_config(read_json(Path(source) / CONFIG_FILE)):  # GPT-2 or Llama, saved by transformers
+            loaded = import_transformers(source)
+            loaded.model.to(device)
+            return loaded
     if Path(source).is_dir() or source in shipped_checkpoints():
         return load_checkpoint(find_checkpoint(source), device)
     repo_id = check_repo_id(source)

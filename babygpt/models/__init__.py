@@ -55,6 +55,19 @@ def family_of_saved(model: dict) -> Family:
     return get_family(model.get("family"))
 
 
+def family_for_transformers(hf_config: dict) -> Family:
+    """The family that imports a transformers ``config.json`` (by its ``model_type``), or why none does."""
+    wanted = hf_config.get("model_type") if isinstance(hf_config, dict) else None
+    for family in FAMILIES.values():
+        if wanted in family.model_class.transformers_model_types:
+            return family
+    architectures = ", ".join(hf_config.get("architectures") or []) if isinstance(hf_config, dict) else ""
+    importable = ", ".join(f"{model_type} (into {family.name})" for family in FAMILIES.values()
+                           for model_type in family.model_class.transformers_model_types)
+    raise ValueError(f"a {wanted or 'model without a model_type'}{f' ({architectures})' if architectures else ''} "
+                     f"is not a model BabyGPT can import: it imports {importable}")
+
+
 def make_config(family: str, **values) -> BaseConfig:
     """A validated config of ``family``; unknown fields and bad values raise ``ValueError``."""
     return config_from_dict(get_family(family).config_class, values)
@@ -89,6 +102,7 @@ __all__ = [
     "evaluating",
     "family_of",
     "family_of_saved",
+    "family_for_transformers",
     "get_family",
     "get_preset",
     "make_config",

@@ -169,6 +169,8 @@ class LanguageModel(nn.Module):
     lora_targets: ClassVar[tuple[str, ...]] = ()  # where babygpt.lora's adapters can sit
     # transformers keeps this family's projection weights as in x out (GPT-2's Conv1D): PEFT's fan_in_fan_out
     transformers_weights_transposed: ClassVar[bool] = False
+    # the ``model_type`` values of transformers' config.json that this family imports
+    transformers_model_types: ClassVar[tuple[str, ...]] = ()
 
     # --- the computation ----------------------------------------------------------------------------
 
@@ -329,6 +331,16 @@ class LanguageModel(nn.Module):
     def transformers_module_name(self, name: str) -> str:
         """A module's name in ``to_transformers``' model (for adapters exported to PEFT)."""
         return name
+
+    @classmethod
+    def config_from_transformers(cls, hf_config: dict) -> dict:
+        """This family's config fields for a transformers ``config.json`` of ``transformers_model_types``,
+        or a ``ValueError`` naming every feature of it the family cannot express."""
+        raise ValueError(f"{cls.__name__} imports nothing from transformers")
+
+    def state_from_transformers(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of ``to_transformers``: transformers' weights under this model's names."""
+        raise ValueError(f"{type(self).__name__} imports nothing from transformers")
 
 
 @dataclass(frozen=True)

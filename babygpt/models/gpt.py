@@ -201,6 +201,7 @@ class GPT(LanguageModel):
     has_attention = True
     lora_targets = ("q", "k", "v", "o", "mlp", "head")
     transformers_weights_transposed = True  # GPT-2's Conv1D
+    transformers_model_types = ("gpt2",)
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -431,6 +432,45 @@ class GPT(LanguageModel):
                     state.setdefault(f"transformer.h.{i}.{norm}.bias", torch.zeros(c.n_embd))
             state.setdefault("transformer.ln_f.bias", torch.zeros(c.n_embd))
         return config, state
+
+    @classmethod
+    def config_from_transformers(cls, hf: dict) -> dict:
+        """GPT-2's config.json as gpt's settings; what GPT-2 allows and gpt does not is refused."""
+        n_embd = hf.get("n_embd", 768)
+        activation = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+        refused = [reason for reason, bad in (
+            (f"the activation {hf.get('activation_function')!r} (gpt has gelu and its tanh form)",
+             hf.get("activation_function", "gelu_new") not in activation),
+            (f"an MLP of width {hf.get('n_inner')} (gpt's is 4 × n_embd = {4 * n_embd})",
+             hf.get("n_inner") not in (None, 4 * n_embd)),
+            (f"layer_norm_epsilon {hf.get('layer_norm_epsilon')} (gpt's LayerNorm uses 1e-5)",
+             hf.get("layer_norm_epsilon", 1e-5) != 1e-5),
+            ("unscaled attention (scale_attn_weights false)", not hf.get("scale_attn_weights", True)),
+            ("attention scaled by layer depth (scale_attn_by_inverse_layer_idx)",
+             hf.get("scale_attn_by_inverse_layer_idx", False)),
+            ("cross-attention (add_cross_attention)", hf.get("add_cross_attention", False)),
+        ) if bad]
+        if refused:
+            raise ValueError(f"gpt cannot express this GPT-2's {', '.join(refused)}")
+        return {"vocab_size": hf["vocab_size"], "block_size": hf.get("n_positions", 1024), "n_embd": n_embd,
+                "n_layer": hf.get("n_layer", 12), "n_head": hf.get("n_head", 12), "dropout": 0.0, "bias": True,
+                "activation": activation[hf.get("activation_function", "gelu_new")],
+                "tie_weights": hf.get("tie_word_embeddings", True)}
+
+    def state_from_transformers(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """GPT-2's weights under gpt's names: its Conv1D matrices transposed back; a file saved from
+        ``GPT2Model`` (as openai-community/gpt2) lacks the ``transformer.`` prefix; old files carry
+        the causal mask as ``attn.bias`` / ``attn.masked_bias`` buffers, which gpt does not keep."""
+        state = {}
+        for name, value in tensors.items():
+            if name.endswith((".attn.bias", ".attn.masked_bias")):
+                continue
+            if not name.startswith(("transformer.", "lm_head.")):
+                name = f"transformer.{name}"
+            state[name] = value.t() if name.endswith(GPT2_TRANSPOSED) else value
+        if self.config.tie_weights:
+            state["lm_head.weight"] = state["transformer.wte.weight"]
+        return state
 
 
 def gelu_spelled(x: torch.Tensor, activation: str) -> torch.Tensor:

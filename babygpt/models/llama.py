@@ -214,6 +214,7 @@ class Block(nn.Module):
 class Llama(LanguageModel):
     has_attention = True
     lora_targets = ("q", "k", "v", "o", "mlp", "head")
+    transformers_model_types = ("llama",)
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -416,6 +417,39 @@ class Llama(LanguageModel):
 
     def transformers_module_name(self, name: str) -> str:
         return name if name.startswith("lm_head") else f"model.{name}"
+
+    @classmethod
+    def config_from_transformers(cls, hf: dict) -> dict:
+        """Llama's config.json as llama's settings; what Llama allows and llama does not is refused."""
+        heads = hf["num_attention_heads"]
+        rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        refused = [reason for reason, bad in (
+            (f"the activation {hf.get('hidden_act')!r} (llama's MLP is SwiGLU, silu)",
+             hf.get("hidden_act", "silu") != "silu"),
+            ("biases in attention (attention_bias)", hf.get("attention_bias", False)),
+            ("biases in the MLP (mlp_bias)", hf.get("mlp_bias", False)),
+            (f"scaled RoPE ({rope_type!r}; llama rotates by plain RoPE)", rope_type != "default"),
+            (f"a head size of {hf.get('head_dim')} (llama's is hidden_size / heads)",
+             hf.get("head_dim") not in (None, hf["hidden_size"] // heads)),
+            ("a sliding attention window", hf.get("sliding_window")),
+        ) if bad]
+        if refused:
+            raise ValueError(f"llama cannot express this Llama's {', '.join(refused)}")
+        return {"vocab_size": hf["vocab_size"], "block_size": hf.get("max_position_embeddings", 2048),
+                "n_embd": hf["hidden_size"], "n_layer": hf["num_hidden_layers"], "n_head": heads,
+                "n_kv_head": hf.get("num_key_value_heads") or heads, "mlp_hidden": hf["intermediate_size"],
+                "rope_theta": float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+                "norm_eps": hf.get("rms_norm_eps", 1e-6), "dropout": 0.0,
+                "tie_weights": hf.get("tie_word_embeddings", False)}
+
+    def state_from_transformers(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Llama's weights under llama's names: the same names without the ``model.`` prefix."""
+        state = {name.removeprefix("model."): value for name, value in tensors.items()
+                 if not name.endswith("rotary_emb.inv_freq")}
+        if self.config.tie_weights:
+            state["lm_head.weight"] = state["embed_tokens.weight"]
+        return state
 
 
 PRESETS = {
