@@ -41,8 +41,9 @@ def is_generated_and_unedited(card: str) -> bool:
     return bool(match) and hashlib.sha256(card[: match.start()].encode()).hexdigest() == match[1]
 
 
-def generate_card(directory, name: str, samples: int = 3, sample_tokens: int = 200) -> str:
-    """The card of the checkpoint (or adapter) in ``directory``, to be published as ``name``."""
+def generate_card(directory, name: str, samples: int = 3, sample_tokens: int = 200, layout: str = "babygpt") -> str:
+    """The card of the checkpoint (or adapter) in ``directory``, to be published as ``name`` in
+    ``layout`` (``transformers``: the repo's root is transformers', BabyGPT's files in ``babygpt/``)."""
     loaded = checkpoint.load_checkpoint(directory)
     config, metrics = loaded.config, loaded.metrics
     model_config = config_from_json(config["model"])
@@ -69,12 +70,7 @@ This is {what}, trained with BabyGPT on the `{corpus_name}` corpus
 
 ## Use
 
-In the BabyGPT app, type `{name}` into the Hub tab's "load from repo id". From Python:
-
-```python
-from babygpt.hub import download_checkpoint
-download_checkpoint("{name}", "my-copy")   # then: python -m babygpt sample my-copy --prompt "ROMEO:"
-```
+{usage(name, layout)}
 
 {settings_tables(config, metrics)}
 
@@ -82,10 +78,31 @@ download_checkpoint("{name}", "my-copy")   # then: python -m babygpt sample my-c
 
 {sample_texts(loaded, samples, sample_tokens)}
 """
-    return _sign(front_matter(card_data(config, name, corpus_name, tokenizer_kind, val)) + body)
+    return _sign(front_matter(card_data(config, name, corpus_name, tokenizer_kind, val, layout)) + body)
 
 
-def card_data(config: dict, name: str, corpus_name: str, tokenizer_kind: str, val: float | None) -> ModelCardData:
+def usage(name: str, layout: str) -> str:
+    babygpt = f"""In the BabyGPT app, type `{name}` into the Hub tab's "load from repo id". From Python:
+
+```python
+from babygpt.hub import download_checkpoint
+download_checkpoint("{name}", "my-copy")   # then: python -m babygpt sample my-copy --prompt "ROMEO:"
+```"""
+    if layout != "transformers":
+        return babygpt
+    return f"""With transformers (the repo's root is in its layout; BabyGPT's own files are in `babygpt/`):
+
+```python
+from transformers import pipeline
+pipe = pipeline("text-generation", model="{name}")
+pipe("ROMEO:", max_new_tokens=50, do_sample=False)
+```
+
+{babygpt}"""
+
+
+def card_data(config: dict, name: str, corpus_name: str, tokenizer_kind: str, val: float | None,
+              layout: str = "babygpt") -> ModelCardData:
     """The card's metadata: library, licence, tags, dataset and a model-index result with the val loss."""
     tags = ["babygpt", config["model"]["family"], f"{tokenizer_kind}-tokenizer", "text-generation"]
     if config.get("kind") == "lora":
@@ -95,7 +112,8 @@ def card_data(config: dict, name: str, corpus_name: str, tokenizer_kind: str, va
         results = [EvalResult(task_type="text-generation", dataset_type=corpus_name, dataset_name=corpus_name,
                               dataset_split="validation", metric_type="loss", metric_value=round(val, 4),
                               metric_name="val loss (nats/token)")]
-    return ModelCardData(library_name="babygpt", license=LICENSE, pipeline_tag="text-generation", tags=tags,
+    library = "transformers" if layout == "transformers" else "babygpt"  # the Hub's "Use this model" follows it
+    return ModelCardData(library_name=library, license=LICENSE, pipeline_tag="text-generation", tags=tags,
                          datasets=[corpus_name], model_name=name if results else None, eval_results=results)
 
 
@@ -160,10 +178,10 @@ def sample_texts(loaded, samples: int, sample_tokens: int) -> str:
     return "\n".join(texts)
 
 
-def card_for(directory, name: str, existing: str | None) -> tuple[str, bool]:
+def card_for(directory, name: str, existing: str | None, layout: str = "babygpt") -> tuple[str, bool]:
     """(the card to publish, whether it is a fresh one): a fresh card unless ``existing`` is a
     card someone wrote or edited, whose text is kept and whose metadata gets the new numbers."""
-    generated = generate_card(directory, name)
+    generated = generate_card(directory, name, layout=layout)
     if existing is not None and not is_generated_and_unedited(existing):
         return with_new_results(existing, ModelCard(generated).data), False
     return generated, True

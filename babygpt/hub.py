@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi, get_session, get_token, snapshot_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    HfApi,
+    get_hf_file_metadata,
+    get_session,
+    get_token,
+    hf_hub_url,
+    snapshot_download,
+)
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from . import machine
@@ -31,6 +39,7 @@ from .checkpoint import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    PICKLE_SUFFIXES,
     Checkpoint,
     base_among,
     find_checkpoint,
@@ -42,10 +51,15 @@ from .checkpoint import (
     save_checkpoint,
     shipped_checkpoints,
 )
-from .from_transformers import import_transformers, is_transformers_config
+from .export import export_transformers
+from .from_transformers import IMPORT_FILES, check_size, import_transformers, is_transformers_config, save_imported
 from .tokenizer import TOKENIZER_FILE
 
 CARD_FILE = "README.md"
+# In a repo pushed in transformers' layout, BabyGPT's own checkpoint sits in this folder, so the two
+# config.json files never meet.
+BABYGPT_FOLDER = "babygpt"
+LAYOUTS = ("babygpt", "transformers")
 
 # A model's files, or a LoRA adapter's (which loads only where its base is: a shipped name travels).
 CHECKPOINT_FILES = [CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, METRICS_FILE, ADAPTER_CONFIG_FILE, ADAPTER_FILE]
@@ -111,10 +125,26 @@ def _existing_card(api: HfApi, repo_id: str) -> str | None:
         return Path(api.hf_hub_download(repo_id, CARD_FILE, local_dir=folder)).read_text(encoding="utf-8")
 
 
+def _files_to_push(directory: Path, layout: str, folder: Path) -> list[CommitOperationAdd]:
+    """The checkpoint's files as the repo holds them in ``layout``; ``folder`` is scratch space."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    own = [(name, directory / name) for name in CHECKPOINT_FILES if (directory / name).is_file()]
+    if layout == "babygpt":
+        return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in own]
+    exported = export_transformers(directory, folder / "transformers")  # or why transformers cannot hold it
+    return ([CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in
+             sorted(exported.iterdir())]
+            + [CommitOperationAdd(path_in_repo=f"{BABYGPT_FOLDER}/{name}", path_or_fileobj=str(path))
+               for name, path in own])
+
+
 def push_checkpoint(directory, repo_id: str, token: str | None = None, private: bool = False,
-                    endpoint: str | None = None) -> Pushed:
+                    endpoint: str | None = None, layout: str = "babygpt") -> Pushed:
     """Upload a checkpoint's files and a generated model card to ``repo_id`` (created if needed).
 
+    ``layout="transformers"`` puts the model at the repo's root in transformers' layout (what
+    ``AutoModelForCausalLM`` and ``AutoTokenizer`` read) and BabyGPT's checkpoint in ``babygpt/``.
     A README.md already in the repo that someone wrote or edited is kept (``card_written`` False)."""
     repo_id = check_repo_id(repo_id)
     directory = Path(directory)
@@ -124,26 +154,50 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
                          "Space), or set HF_TOKEN / run `hf auth login` locally")
     api = HfApi(endpoint=endpoint, token=token)
     _bounded()
-    try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        existing = _existing_card(api, repo_id)
-        card, fresh = card_for(directory, repo_id, existing)
-        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
-                      for name in CHECKPOINT_FILES if (directory / name).is_file()]
-        if card != existing:  # a fresh card, or an edited one whose numbers changed
-            operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8")))
-        api.create_commit(repo_id, operations, commit_message="Upload BabyGPT checkpoint")
-    except HUB_ERRORS as error:
-        raise _explain(error, repo_id, endpoint) from None
+    with tempfile.TemporaryDirectory() as folder:
+        operations = _files_to_push(directory, layout, Path(folder))  # refused before anything is sent
+        try:
+            url = api.create_repo(repo_id, private=private, exist_ok=True)
+            existing = _existing_card(api, repo_id)
+            card, fresh = card_for(directory, repo_id, existing, layout)
+            if card != existing:  # a fresh card, or an edited one whose numbers changed
+                operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=card.encode("utf-8")))
+            api.create_commit(repo_id, operations, commit_message="Upload BabyGPT checkpoint")
+        except HUB_ERRORS as error:
+            raise _explain(error, repo_id, endpoint) from None
     return Pushed(str(url), fresh)
 
 
+def _files_to_fetch(api: HfApi, repo_id: str, max_bytes: int | None) -> tuple[list[str], str]:
+    """(the repo's files to download, the folder in it that becomes the checkpoint), from its file list.
+
+    A repo in transformers' layout keeps BabyGPT's own checkpoint in ``babygpt/``; any other repo
+    is BabyGPT's layout, or transformers' alone (imported). Pickle-only weights and weights over
+    ``max_bytes`` are refused here, before a byte of them is fetched."""
+    names = {sibling.rfilename for sibling in api.model_info(repo_id).siblings or []}
+    if f"{BABYGPT_FOLDER}/{CONFIG_FILE}" in names:
+        wanted, folder = [f"{BABYGPT_FOLDER}/{name}" for name in CHECKPOINT_FILES], BABYGPT_FOLDER
+    else:
+        wanted, folder = list(dict.fromkeys(CHECKPOINT_FILES + list(IMPORT_FILES))), ""
+    weights = next((name for name in wanted if name in names and name.endswith((MODEL_FILE, ADAPTER_FILE))), None)
+    pickles = sorted(name for name in names if name.lower().endswith(PICKLE_SUFFIXES))
+    if weights is None and pickles:
+        raise ValueError(f"{repo_id} has only pickle weights ({', '.join(pickles)}): loading pickle can run any "
+                         "code in it, so BabyGPT never does (nothing was downloaded); ask for model.safetensors")
+    if weights is not None and max_bytes is not None:
+        check_size(get_hf_file_metadata(hf_hub_url(repo_id, weights, endpoint=api.endpoint), token=api.token).size,
+                   max_bytes, repo_id)
+    return wanted, folder
+
+
 def download_checkpoint(repo_id: str, destination, token: str | None = None, endpoint: str | None = None,
-                        bases: dict[str, Path] | None = None) -> Path:
+                        bases: dict[str, Path] | None = None, max_bytes: int | None = None) -> Path:
     """Fetch ``repo_id`` into the new directory ``destination``, only once it is known to load.
 
-    ``bases`` (name -> checkpoint directory): when given, an adapter may only sit on one of these.
-    The app passes the visitor's own models, so a repo cannot point it at other files on the server."""
+    A transformers GPT-2 or Llama repo is imported into a BabyGPT checkpoint. ``bases`` (name ->
+    checkpoint directory): when given, an adapter may only sit on one of these. The app passes the
+    visitor's own models, so a repo cannot point it at other files on the server. ``max_bytes``
+    refuses weights above it before downloading them."""
     repo_id = check_repo_id(repo_id)
     destination = Path(destination)
     if destination.exists():
@@ -151,18 +205,22 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=destination.parent))
     _bounded()
     try:
-        snapshot_download(repo_id, endpoint=endpoint, token=token, local_dir=staging, allow_patterns=CHECKPOINT_FILES)
-        for leftover in staging.iterdir():  # huggingface_hub's own cache folder, if any
-            if leftover.name not in CHECKPOINT_FILES:
+        wanted, folder = _files_to_fetch(HfApi(endpoint=endpoint, token=token), repo_id, max_bytes)
+        snapshot_download(repo_id, endpoint=endpoint, token=token, local_dir=staging, allow_patterns=wanted)
+        fetched = staging / folder
+        for leftover in fetched.iterdir():  # huggingface_hub's own cache folder, if any
+            if leftover.relative_to(staging).as_posix() not in wanted:
                 shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
         try:
-            if bases is not None and is_adapter(staging):
-                load_adapter(staging, base=base_among(staging, bases))
+            if (fetched / CONFIG_FILE).is_file() and is_transformers_config(read_json(fetched / CONFIG_FILE)):
+                fetched = save_imported(fetched, staging / ".imported", max_bytes, source=repo_id)
+            if bases is not None and is_adapter(fetched):
+                load_adapter(fetched, base=base_among(fetched, bases))
             else:
-                load_checkpoint(staging)
+                load_checkpoint(fetched)
         except ValueError as error:
-            raise ValueError(f"{repo_id} is not a BabyGPT checkpoint: {error}") from None
-        staging.rename(destination)  # all or nothing: no half-written model appears
+            raise ValueError(f"{repo_id} is not a model BabyGPT can load: {error}") from None
+        fetched.rename(destination)  # all or nothing: no half-written model appears
         return destination
     except HUB_ERRORS as error:
         raise _explain(error, repo_id, endpoint) from None
@@ -208,10 +266,11 @@ def from_pretrained(source: str, token: str | None = None, endpoint: str | None 
 
 
 def push_to_hub(source, repo_id: str, token: str | None = None, private: bool = False,
-                endpoint: str | None = None) -> Pushed:
-    """Push a checkpoint directory, a shipped name or a loaded ``Checkpoint`` to ``repo_id``."""
+                endpoint: str | None = None, layout: str = "babygpt") -> Pushed:
+    """Push a checkpoint directory, a shipped name or a loaded ``Checkpoint`` to ``repo_id``, in
+    BabyGPT's layout or (``layout="transformers"``) in transformers' with BabyGPT's in ``babygpt/``."""
     if isinstance(source, Checkpoint):
         with tempfile.TemporaryDirectory() as folder:
             return push_checkpoint(save_pretrained(source, Path(folder) / "checkpoint"), repo_id, token, private,
-                                   endpoint)
-    return push_checkpoint(find_checkpoint(source), repo_id, token, private, endpoint)
+                                   endpoint, layout)
+    return push_checkpoint(find_checkpoint(source), repo_id, token, private, endpoint, layout)

@@ -69,9 +69,30 @@ def test_an_unreachable_hub_is_a_clear_message(tmp_path):
         download_checkpoint("alice/x", tmp_path / "x", token=TOKEN, endpoint="http://127.0.0.1:9")
 
 
+def gpt2_repo(hub, repo_id, directory, n_embd=32, n_layer=1):
+    """A randomly initialised GPT-2 saved by transformers (with the shipped models' characters as
+    its tokenizer) and uploaded to ``repo_id``: a transformers repo with none of BabyGPT's files."""
+    import transformers
+    from huggingface_hub import HfApi
+
+    from babygpt.export import transformers_tokenizer
+
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=62, n_positions=32, n_embd=n_embd,
+                                                                 n_layer=n_layer, n_head=2)).eval()
+    model.save_pretrained(directory)
+    transformers_tokenizer(load_checkpoint(GPT).tokenizer).save(str(directory / "tokenizer.json"))
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo(repo_id)
+    api.upload_folder(folder_path=directory, repo_id=repo_id)
+    return model
+
+
 def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
     log = tmp_path / "server.log"
-    with running_app(log, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1") as url:
+    gpt2_repo(hub, "openai/tiny-gpt2", tmp_path / "gpt2")
+    gpt2_repo(hub, "openai/wider-gpt2", tmp_path / "wider", n_embd=256, n_layer=2)  # 6.4 MB of weights
+    with running_app(log, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1",
+                     BABYGPT_MAX_MODEL_MB="5") as url:
         client = Client(url, verbose=False, analytics_enabled=False)
         status = client.predict("gpt", "bob/shared-gpt", True, api_name="/push")
         assert "pushed **gpt**" in status and "bob/shared-gpt" in status and "with a generated model card" in status
@@ -82,6 +103,16 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
         html, texts, *_ = client.predict(["my-bob-shared-gpt", "gpt"], "Hamlet:", 30, 0.0, 0, 1.0, 0,
                                          api_name="/compare")
         assert texts["my-bob-shared-gpt"] == texts["gpt"], "the loaded copy writes exactly what the original does"
+        status = client.predict("llama", "bob/llama-hf", False, "transformers", api_name="/push")
+        assert "in transformers' layout" in status and "babygpt/config.json" in hub.repos["bob/llama-hf"]["files"]
+        status, names = client.predict("bob/llama-hf", api_name="/load")
+        assert "my-bob-llama-hf" in names and "imported" not in status, "BabyGPT's own files, from babygpt/"
+        status, names = client.predict("openai/tiny-gpt2", api_name="/load")
+        assert "imported from transformers (GPT2LMHeadModel) into BabyGPT's gpt family" in status
+        *_, note = client.predict("my-openai-tiny-gpt2", "ROMEO:", 0, 0, api_name="/attention")
+        assert "6 tokens" in note
+        with pytest.raises(AppError, match=r"weights are 6.\d MB, over this app's limit of 5.0 MB"):
+            client.predict("openai/wider-gpt2", api_name="/load")
         with pytest.raises(AppError, match="is not a repo id"):
             client.predict("gpt", "not a repo", True, api_name="/push")
         with pytest.raises(AppError, match="no repository bob/absent"):
@@ -209,3 +240,65 @@ def test_a_download_from_a_hub_that_stops_answering_is_a_clear_message(hub, tmp_
     assert result.returncode == 3, result.stdout + result.stderr
     assert "stopped answering (alice/slow); try again in a moment" in result.stdout and TOKEN not in result.stdout
     assert list(tmp_path.iterdir()) == [], "nothing half-written, no staging folder left"
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama"])
+def test_a_push_in_transformers_layout_loads_in_transformers_and_in_babygpt(hub, tmp_path, monkeypatch, name):
+    transformers = pytest.importorskip("transformers")
+    from babygpt.hub import from_pretrained, push_to_hub
+
+    repo = f"alice/{name}-hf"
+    push_to_hub(name, repo, token=TOKEN, endpoint=hub.url, layout="transformers")
+    files = set(hub.repos[repo]["files"])
+    assert files == {"README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                     "generation_config.json", "babygpt_tokenizer.json", "babygpt/config.json",
+                     "babygpt/tokenizer.json", "babygpt/model.safetensors", "babygpt/metrics.json"}
+    # transformers downloads from huggingface_hub's endpoint, which HF_ENDPOINT sets at import
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", hub.url)
+    monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE",
+                        hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr("transformers.utils.hub._hf_api", None)  # its shared client, made on first use
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(repo, token=TOKEN, cache_dir=tmp_path / "hf").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(repo, token=TOKEN, cache_dir=tmp_path / "hf")
+    ours = from_pretrained(repo, token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert ours.config["model"]["family"] == name and "imported_from" not in ours.config, "BabyGPT's own copy"
+    assert same_logits(ours.model, load_checkpoint(shipped_checkpoints()[name]).model)
+    ids = ours.tokenizer.encode("ROMEO:\nWhat say you?")
+    assert tokenizer("ROMEO:\nWhat say you?")["input_ids"] == ids
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(torch.tensor([ids])).logits, ours.model(torch.tensor([ids]))[0],
+                                   atol=1e-4, rtol=1e-4)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(hub.repos[repo]["files"]["README.md"].decode())
+    assert card.data.library_name == "transformers" and f'pipeline("text-generation", model="{repo}")' in card.text
+
+
+def test_a_transformers_repo_without_babygpts_files_is_imported_and_pickle_only_is_refused(hub, tmp_path):
+    pytest.importorskip("transformers")
+    from huggingface_hub import HfApi
+
+    from babygpt.hub import from_pretrained
+
+    model = gpt2_repo(hub, "openai/tiny-gpt2", tmp_path / "gpt2")
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    ours = from_pretrained("openai/tiny-gpt2", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert ours.config["imported_from"]["source"] == "openai/tiny-gpt2"
+    idx = torch.randint(0, 62, (1, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours.model(idx)[0], model(idx).logits, atol=1e-4, rtol=1e-4)
+    before = len(hub.requests)
+    with pytest.raises(ValueError, match=r"weights are 0.\d MB, over this app's limit of 0.0 MB"):
+        download_checkpoint("openai/tiny-gpt2", tmp_path / "big", token=TOKEN, endpoint=hub.url, max_bytes=10_000)
+    assert not (tmp_path / "big").exists()
+    assert not any(r["method"] == "GET" and "model.safetensors" in r["path"] for r in hub.requests[before:])
+
+    api.create_repo("old/pickled")
+    api.upload_file(path_or_fileobj=b"could run code when unpickled", path_in_repo="pytorch_model.bin",
+                    repo_id="old/pickled")
+    api.upload_file(path_or_fileobj=(tmp_path / "gpt2" / "config.json").read_bytes(), path_in_repo="config.json",
+                    repo_id="old/pickled")
+    before = len(hub.requests)
+    with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\).*nothing was downloaded"):
+        download_checkpoint("old/pickled", tmp_path / "pickled", token=TOKEN, endpoint=hub.url)
+    assert not any("pytorch_model.bin" in r["path"] for r in hub.requests[before:]), "not a byte of it fetched"
