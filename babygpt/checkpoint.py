@@ -54,6 +54,10 @@ STATE_FILE = "training_state.safetensors"
 STATE_JSON = "training_state.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_FILE = "adapter_model.safetensors"
+# A pushed adapter names its base's Hub repo under PEFT's key, beside ``base`` (where it was here)
+BASE_REPO_KEY = "base_model_name_or_path"
+# Where a model is on the Hub (pushed there, or downloaded from there), with the weights' sha256 then
+HUB_ORIGIN_FILE = "hub_origin.json"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -299,6 +303,8 @@ def read_adapter_config(directory) -> dict:
     for key, kind in (("base", str), ("base_sha256", str), ("lora", dict), ("model", dict)):
         if not isinstance(config.get(key), kind):
             raise ValueError(f"{path} needs {key!r} ({kind.__name__})")
+    if not isinstance(config.get(BASE_REPO_KEY, ""), str):
+        raise ValueError(f"{path}: {BASE_REPO_KEY!r} must be a repo id")
     try:
         lora = LoRAConfig(**{**config["lora"], "targets": tuple(config["lora"].get("targets", ()))})
         lora.validate()

@@ -12,6 +12,7 @@ huggingface_hub's usual sources (``HF_TOKEN``, the stored login). Failures becom
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,20 +37,26 @@ from .card import card_for
 from .checkpoint import (
     ADAPTER_CONFIG_FILE,
     ADAPTER_FILE,
+    BASE_REPO_KEY,
     CONFIG_FILE,
+    HUB_ORIGIN_FILE,
     METRICS_FILE,
     MODEL_FILE,
     PICKLE_SUFFIXES,
+    SHIPPED_DIR,
     Checkpoint,
     base_among,
+    file_sha256,
     find_checkpoint,
     is_adapter,
     load_adapter,
     load_checkpoint,
+    read_adapter_config,
     read_json,
     save_adapter,
     save_checkpoint,
     shipped_checkpoints,
+    write_json,
 )
 from .export import export_transformers
 from .from_transformers import IMPORT_FILES, check_size, import_transformers, is_transformers_config, save_imported
@@ -125,26 +132,70 @@ def _existing_card(api: HfApi, repo_id: str) -> str | None:
         return Path(api.hf_hub_download(repo_id, CARD_FILE, local_dir=folder)).read_text(encoding="utf-8")
 
 
-def _files_to_push(directory: Path, layout: str, folder: Path) -> list[CommitOperationAdd]:
+def hub_origin(directory) -> str | None:
+    """The repo id this model was pushed to or downloaded from, while its weights are still those."""
+    directory = Path(directory)
+    try:
+        origin = read_json(directory / HUB_ORIGIN_FILE)
+        unchanged = origin.get("model_sha256") == file_sha256(directory / MODEL_FILE)
+    except (ValueError, OSError):
+        return None
+    return origin.get("repo_id") if unchanged and isinstance(origin.get("repo_id"), str) else None
+
+
+def _record_origin(directory: Path, repo_id: str) -> None:
+    """Remember where a model is on the Hub, so an adapter on it can name it when pushed (a shipped
+    model travels by name, and its folder is not ours to write)."""
+    if is_adapter(directory) or directory.resolve().is_relative_to(SHIPPED_DIR.resolve()):
+        return
+    try:
+        weights = file_sha256(directory / MODEL_FILE)
+        write_json(directory / HUB_ORIGIN_FILE, {"repo_id": repo_id, "model_sha256": weights})
+    except OSError:
+        pass  # a read-only folder: the adapter's push will ask for the base's repo id instead
+
+
+def _adapter_config_to_push(directory: Path, base_repo: str | None) -> bytes | None:
+    """The adapter's config naming its base by repo id (PEFT's ``base_model_name_or_path``), or None
+    when the base is a shipped model, which travels by name."""
+    config = read_json(directory / ADAPTER_CONFIG_FILE)
+    base = config.get("base", "")
+    if base in shipped_checkpoints():
+        return None
+    repo = base_repo or config.get(BASE_REPO_KEY) or (hub_origin(base) if Path(base).is_dir() else None)
+    if not repo:
+        raise ValueError(f"this adapter's base ({Path(base).name}) is only on this machine, so no one who loads the "
+                         "adapter could find it: push the base model first (the Hub tab's push, or push_to_hub(base, "
+                         "'you/base')), then push the adapter again and it names the base by that repo id")
+    return (json.dumps({**config, BASE_REPO_KEY: check_repo_id(repo)}, indent=2) + "\n").encode("utf-8")
+
+
+def _files_to_push(directory: Path, layout: str, folder: Path, base_repo: str | None) -> list[CommitOperationAdd]:
     """The checkpoint's files as the repo holds them in ``layout``; ``folder`` is scratch space."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
-    own = [(name, directory / name) for name in CHECKPOINT_FILES if (directory / name).is_file()]
-    if layout == "babygpt":
-        return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in own]
-    exported = export_transformers(directory, folder / "transformers")  # or why transformers cannot hold it
-    return ([CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in
-             sorted(exported.iterdir())]
-            + [CommitOperationAdd(path_in_repo=f"{BABYGPT_FOLDER}/{name}", path_or_fileobj=str(path))
-               for name, path in own])
+    own = {name: str(directory / name) for name in CHECKPOINT_FILES if (directory / name).is_file()}
+    if is_adapter(directory):
+        own[ADAPTER_CONFIG_FILE] = _adapter_config_to_push(directory, base_repo) or own[ADAPTER_CONFIG_FILE]
+    prefix = ""
+    operations = []
+    if layout == "transformers":
+        exported = export_transformers(directory, folder / "transformers")  # or why transformers cannot hold it
+        operations = [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path))
+                      for path in sorted(exported.iterdir())]
+        prefix = f"{BABYGPT_FOLDER}/"
+    return operations + [CommitOperationAdd(path_in_repo=prefix + name, path_or_fileobj=source)
+                         for name, source in own.items()]
 
 
 def push_checkpoint(directory, repo_id: str, token: str | None = None, private: bool = False,
-                    endpoint: str | None = None, layout: str = "babygpt") -> Pushed:
+                    endpoint: str | None = None, layout: str = "babygpt", base_repo: str | None = None) -> Pushed:
     """Upload a checkpoint's files and a generated model card to ``repo_id`` (created if needed).
 
     ``layout="transformers"`` puts the model at the repo's root in transformers' layout (what
     ``AutoModelForCausalLM`` and ``AutoTokenizer`` read) and BabyGPT's checkpoint in ``babygpt/``.
+    An adapter names its base by repo id: ``base_repo``, else where the base was pushed to or
+    downloaded from; a base only on this machine must be pushed first (a shipped one travels by name).
     A README.md already in the repo that someone wrote or edited is kept (``card_written`` False)."""
     repo_id = check_repo_id(repo_id)
     directory = Path(directory)
@@ -155,7 +206,7 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
     api = HfApi(endpoint=endpoint, token=token)
     _bounded()
     with tempfile.TemporaryDirectory() as folder:
-        operations = _files_to_push(directory, layout, Path(folder))  # refused before anything is sent
+        operations = _files_to_push(directory, layout, Path(folder), base_repo)  # refused before anything is sent
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True)
             existing = _existing_card(api, repo_id)
@@ -165,6 +216,7 @@ def push_checkpoint(directory, repo_id: str, token: str | None = None, private: 
             api.create_commit(repo_id, operations, commit_message="Upload BabyGPT checkpoint")
         except HUB_ERRORS as error:
             raise _explain(error, repo_id, endpoint) from None
+    _record_origin(directory, repo_id)
     return Pushed(str(url), fresh)
 
 
@@ -214,18 +266,58 @@ def download_checkpoint(repo_id: str, destination, token: str | None = None, end
         try:
             if (fetched / CONFIG_FILE).is_file() and is_transformers_config(read_json(fetched / CONFIG_FILE)):
                 fetched = save_imported(fetched, staging / ".imported", max_bytes, source=repo_id)
-            if bases is not None and is_adapter(fetched):
-                load_adapter(fetched, base=base_among(fetched, bases))
+            if is_adapter(fetched):
+                load_adapter(fetched, base=_adapter_base(fetched, bases, destination.parent, token, endpoint,
+                                                         max_bytes))
             else:
                 load_checkpoint(fetched)
         except ValueError as error:
             raise ValueError(f"{repo_id} is not a model BabyGPT can load: {error}") from None
         fetched.rename(destination)  # all or nothing: no half-written model appears
+        if not is_adapter(destination):
+            _record_origin(destination, repo_id)
         return destination
     except HUB_ERRORS as error:
         raise _explain(error, repo_id, endpoint) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _adapter_base(adapter_dir: Path, bases: dict[str, Path] | None, folder: Path, token, endpoint,
+                  max_bytes: int | None) -> Path | None:
+    """The base a downloaded adapter goes on: one of ``bases`` (the app's visitor's models) or, with
+    none given, the one its config names, when here; else its base repo, fetched into ``folder``."""
+    config = read_adapter_config(adapter_dir)
+    try:
+        return base_among(adapter_dir, bases) if bases is not None else find_checkpoint(config["base"])
+    except ValueError:
+        if not config.get(BASE_REPO_KEY):
+            raise
+    base = _fetched_base(check_repo_id(config[BASE_REPO_KEY]), config["base_sha256"], folder, token, endpoint,
+                         max_bytes)
+    raw = read_json(adapter_dir / ADAPTER_CONFIG_FILE)
+    write_json(adapter_dir / ADAPTER_CONFIG_FILE, {**raw, "base": str(base.resolve())})  # found here from now on
+    return base
+
+
+def _fetched_base(repo_id: str, sha256: str, folder: Path, token, endpoint, max_bytes: int | None) -> Path:
+    """The base model ``repo_id`` in ``folder`` (fetched unless the same weights are already there),
+    refused when its weights are not the ones the adapter was trained on."""
+    target = folder / repo_id.replace("/", "--")
+    if (target / MODEL_FILE).is_file() and file_sha256(target / MODEL_FILE) == sha256:
+        return target
+    fresh = download_checkpoint(repo_id, target.with_name(f".{target.name}.{os.getpid()}.base"), token, endpoint,
+                                max_bytes=max_bytes)
+    found = file_sha256(fresh / MODEL_FILE) if (fresh / MODEL_FILE).is_file() else "none (not a model)"
+    if found != sha256:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise ValueError(f"the adapter's base {repo_id} has changed since the adapter was trained: its weights' sha256 "
+                         f"is {found[:12]}…, the adapter was trained on {sha256[:12]}…; an adapter only fits the exact "
+                         "weights it learned on")
+    if target.exists():
+        shutil.rmtree(target)
+    fresh.rename(target)
+    return target
 
 
 def save_pretrained(loaded: Checkpoint, directory) -> Path:
@@ -266,11 +358,11 @@ def from_pretrained(source: str, token: str | None = None, endpoint: str | None 
 
 
 def push_to_hub(source, repo_id: str, token: str | None = None, private: bool = False,
-                endpoint: str | None = None, layout: str = "babygpt") -> Pushed:
+                endpoint: str | None = None, layout: str = "babygpt", base_repo: str | None = None) -> Pushed:
     """Push a checkpoint directory, a shipped name or a loaded ``Checkpoint`` to ``repo_id``, in
     BabyGPT's layout or (``layout="transformers"``) in transformers' with BabyGPT's in ``babygpt/``."""
     if isinstance(source, Checkpoint):
         with tempfile.TemporaryDirectory() as folder:
             return push_checkpoint(save_pretrained(source, Path(folder) / "checkpoint"), repo_id, token, private,
-                                   endpoint, layout)
-    return push_checkpoint(find_checkpoint(source), repo_id, token, private, endpoint, layout)
+                                   endpoint, layout, base_repo)
+    return push_checkpoint(find_checkpoint(source), repo_id, token, private, endpoint, layout, base_repo)

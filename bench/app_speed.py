@@ -84,12 +84,13 @@ def memory_of(pid: int) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def running_app():
-    """(process, url, seconds until the page answered)."""
+def running_app(env_extra: dict | None = None):
+    """(process, url, seconds until the page answered); ``env_extra`` adds to its environment."""
     import httpx
 
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           **(env_extra or {})}
     output = tempfile.TemporaryFile("w+")
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,

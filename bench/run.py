@@ -41,6 +41,8 @@ BENCHMARKS = {
     "app_speed": ("the app: start, Compare, heatmaps, memory", [], ["--quick", "--train-seconds", "3"]),
     "ddp_speed": ("torchrun data-parallel throughput", [], ["--quick"]),
     "ablation_speed": ("an ablation of 3 values × 20 s through the app's queue", [], ["--seconds", "2"]),
+    "import_gpt2": ("GPT-2 small (124M) loaded from a Hub into the app, and its tabs", [], ["--rounds", "1",
+                                                                                              "--tokens", "5"]),
     "load_test": ("16 sessions at once while trainings queue, crowd after crowd for 10 minutes",
                   ["--minutes", "10", "--idle-seconds", "180"],
                   ["--sessions", "4", "--requests", "1", "--idle-seconds", "15"]),

@@ -121,8 +121,9 @@ def test_an_adapter_from_the_hub_sits_only_on_the_visitors_own_models(hub, tmp_p
         run(finetune(copy, adapter, max_iters=1))
         for repo, base in (("mallory/alices", str(alices_model.resolve())), ("mallory/etc", "/etc"),
                            ("mallory/nowhere", "/no/such/folder")):
-            push_checkpoint(adapter, repo, token=HUB_TOKEN, endpoint=hub.url)
+            push_checkpoint(adapter, repo, token=HUB_TOKEN, endpoint=hub.url, base_repo="mallory/base")
             config = json.loads(hub.repos[repo]["files"]["adapter_config.json"])
+            config.pop("base_model_name_or_path")  # no base repo to fall back on: only the path
             HfApi(endpoint=hub.url, token=HUB_TOKEN).upload_file(
                 path_or_fileobj=json.dumps({**config, "base": base}).encode(), path_in_repo="adapter_config.json",
                 repo_id=repo)

@@ -1,6 +1,7 @@
 """Hub round trips against a real HTTP server on 127.0.0.1 that speaks the Hub's protocol."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -91,6 +92,9 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
     log = tmp_path / "server.log"
     gpt2_repo(hub, "openai/tiny-gpt2", tmp_path / "gpt2")
     gpt2_repo(hub, "openai/wider-gpt2", tmp_path / "wider", n_embd=256, n_layer=2)  # 6.4 MB of weights
+    base, adapter = adapter_on_a_local_base(tmp_path)
+    push_checkpoint(base, "carol/base", token=TOKEN, endpoint=hub.url)
+    push_checkpoint(adapter, "carol/adapter", token=TOKEN, endpoint=hub.url)
     with running_app(log, HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1",
                      BABYGPT_MAX_MODEL_MB="5") as url:
         client = Client(url, verbose=False, analytics_enabled=False)
@@ -113,6 +117,11 @@ def test_the_hub_tab_pushes_and_loads_through_the_app(hub, tmp_path):
         assert "6 tokens" in note
         with pytest.raises(AppError, match=r"weights are 6.\d MB, over this app's limit of 5.0 MB"):
             client.predict("openai/wider-gpt2", api_name="/load")
+        status, names = client.predict("carol/adapter", api_name="/load")  # its base is none of this visitor's
+        assert "its base fetched from the Hub as **my-carol-adapter-base**" in status
+        assert {"my-carol-adapter", "my-carol-adapter-base"} <= set(names)
+        html, texts, *_ = client.predict(["my-carol-adapter"], "Hamlet:", 5, 0.0, 0, 1.0, 0, api_name="/compare")
+        assert texts["my-carol-adapter"].startswith("Hamlet:")
         with pytest.raises(AppError, match="is not a repo id"):
             client.predict("gpt", "not a repo", True, api_name="/push")
         with pytest.raises(AppError, match="no repository bob/absent"):
@@ -302,3 +311,65 @@ def test_a_transformers_repo_without_babygpts_files_is_imported_and_pickle_only_
     with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\).*nothing was downloaded"):
         download_checkpoint("old/pickled", tmp_path / "pickled", token=TOKEN, endpoint=hub.url)
     assert not any("pytorch_model.bin" in r["path"] for r in hub.requests[before:]), "not a byte of it fetched"
+
+
+def adapter_on_a_local_base(tmp_path):
+    """A copy of the shipped gpt that is only on this machine, and a LoRA adapter trained on it."""
+    from babygpt.lora import LoRAConfig
+    from babygpt.runs import new_finetune
+
+    base = tmp_path / "my-base"
+    shutil.copytree(GPT, base)
+    trainer = new_finetune(str(base), "kjv", LoRAConfig(r=2), {"max_iters": 2, "eval_iters": 1}, tmp_path / "adapter",
+                           drop_unknown=True)
+    for _ in trainer.run():
+        pass
+    return base, tmp_path / "adapter"
+
+
+def test_an_adapter_names_its_base_by_repo_id_and_fetches_it_hash_checked(hub, tmp_path):
+    import json
+
+    from huggingface_hub import HfApi
+
+    from babygpt.hub import from_pretrained, push_to_hub
+
+    base, _ = adapter_on_a_local_base(tmp_path)
+    with pytest.raises(ValueError, match=r"base \(my-base\) is only on this machine.*push the base model first"):
+        push_to_hub(tmp_path / "adapter", "alice/adapter", token=TOKEN, endpoint=hub.url)
+    assert "alice/adapter" not in hub.repos, "nothing was sent"
+    push_to_hub(base, "alice/base", token=TOKEN, endpoint=hub.url)  # remembered beside the base
+    push_to_hub(tmp_path / "adapter", "alice/adapter", token=TOKEN, endpoint=hub.url)
+    pushed = json.loads(hub.repos["alice/adapter"]["files"]["adapter_config.json"])
+    assert pushed["base_model_name_or_path"] == "alice/base"
+
+    shutil.rmtree(base)  # elsewhere: the base is not here, so it comes from the Hub
+    loaded = from_pretrained("alice/adapter", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["alice--adapter", "alice--base"]
+    original = checkpoint_on(tmp_path / "adapter", tmp_path / "cache" / "alice--base")
+    assert same_logits(loaded.model, original.model)
+
+    # The base repo changes (retrained): the adapter no longer fits it, and says so.
+    other = tmp_path / "retrained"
+    shutil.copytree(GPT, other)
+    with torch.no_grad():
+        retrained = load_checkpoint(other).model
+        retrained.lm_head.weight.mul_(1.01)
+    from babygpt.checkpoint import save_checkpoint
+
+    save_checkpoint(other, retrained, load_checkpoint(GPT).tokenizer, {})
+    HfApi(endpoint=hub.url, token=TOKEN).upload_file(path_or_fileobj=str(other / "model.safetensors"),
+                                                     path_in_repo="model.safetensors", repo_id="alice/base")
+    (tmp_path / "again").mkdir()
+    with pytest.raises(ValueError, match="the adapter's base alice/base has changed since the adapter was trained"):
+        download_checkpoint("alice/adapter", tmp_path / "again" / "copy", token=TOKEN, endpoint=hub.url)
+    hub.repos.pop("alice/base")
+    with pytest.raises(ValueError, match="no repository alice/base"):
+        download_checkpoint("alice/adapter", tmp_path / "again" / "copy", token=TOKEN, endpoint=hub.url)
+    assert [p.name for p in (tmp_path / "again").iterdir()] == [], "nothing half-written"
+
+
+def checkpoint_on(adapter, base):
+    from babygpt.checkpoint import load_adapter
+
+    return load_adapter(adapter, base=base)

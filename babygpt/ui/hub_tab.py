@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import gradio as gr
 
-from ..checkpoint import read_config
+from ..checkpoint import is_adapter, read_adapter_config, read_config
 from ..from_transformers import max_weight_bytes
 from ..hub import download_checkpoint, push_checkpoint
 from .common import first_of, friendly_io, model_choices, session_of
@@ -58,11 +59,17 @@ def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None)
     download_checkpoint(repo_id, folder, token=visitor_token(oauth_token), endpoint=os.environ.get("HF_ENDPOINT"),
                         bases=session.models(), max_bytes=max_weight_bytes())
     session.own[name] = folder
-    imported = read_config(folder).get("imported_from") if not (folder / "adapter_config.json").exists() else None
+    fetched_base = ""
+    if is_adapter(folder):
+        base = Path(read_adapter_config(folder)["base"])
+        if base.parent == session.folder and base not in session.models().values():  # fetched with it
+            session.own[f"{name}-base"] = base
+            fetched_base = f"its base fetched from the Hub as **{name}-base** (hash checked), "
+    imported = None if is_adapter(folder) else read_config(folder).get("imported_from")
     how = (f"imported from transformers ({', '.join(imported['architectures']) or imported['model_type']}) into "
            f"BabyGPT's {read_config(folder)['model']['family']} family, " if imported else "")
-    return (f"loaded **{repo_id.strip()}** as **{name}**, {how}now in every tab's model list: look at it in "
-            "Compare, Inside, Attention and Model stats", model_choices(session))
+    return (f"loaded **{repo_id.strip()}** as **{name}**, {how}{fetched_base}now in every tab's model list: look at "
+            "it in Compare, Inside, Attention and Model stats", model_choices(session))
 
 
 def build(choices: list[str], model_names: gr.JSON) -> gr.Dropdown:
