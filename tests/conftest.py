@@ -1,4 +1,5 @@
 import os
+import shutil
 import tempfile
 
 # Set before anything imports gradio or huggingface_hub: no telemetry, no network.
@@ -165,3 +166,17 @@ def hub(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
     with FakeHub(token=HUB_TOKEN) as server:
         yield server
+
+
+def adapter_on_a_local_base(tmp_path):
+    """A copy of the shipped gpt that is only on this machine, and a LoRA adapter trained on it."""
+    from babygpt.lora import LoRAConfig
+    from babygpt.runs import new_finetune
+
+    base = tmp_path / "my-base"
+    shutil.copytree(ROOT / "checkpoints" / "gpt", base)
+    trainer = new_finetune(str(base), "kjv", LoRAConfig(r=2), {"max_iters": 2, "eval_iters": 1}, tmp_path / "adapter",
+                           drop_unknown=True)
+    for _ in trainer.run():
+        pass
+    return base, tmp_path / "adapter"

@@ -33,7 +33,8 @@ because its own 401-to-RepositoryNotFound mapping only applies to ``https://`` U
     404 {"error": "Repository not found"}   X-Error-Code: RepoNotFound (-> RepositoryNotFoundError), also for a
                                             private repo requested without the token
     404 X-Error-Code: RevisionNotFound / EntryNotFound (-> RevisionNotFoundError / RemoteEntryNotFoundError)
-    N   {"error": "Injected failure"}       after ``hub.fail_next(N, count)``, for the next ``count`` requests
+    N   {"error": "Injected failure"}       after ``hub.fail_next(N, count)``, for the next ``count`` requests;
+                                            after ``hub.fail_path(ending, N)``, for every path with that ending
 
 Usage::
 
@@ -90,6 +91,7 @@ class FakeHub:
         self.requests: list[dict] = []
         self.lock = threading.RLock()
         self._failures: list[int] = []
+        self._failing_paths: dict[str, int] = {}
         self._stalls: list[float] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -131,6 +133,12 @@ class FakeHub:
         """Answer the next ``count`` requests (any route) with HTTP ``status``."""
         with self.lock:
             self._failures.extend([status] * count)
+
+    def fail_path(self, ending: str, status: int) -> None:
+        """Answer every request whose path ends with ``ending`` with HTTP ``status`` (a Hub that
+        fails in the middle of a download: the file list answers, that file does not)."""
+        with self.lock:
+            self._failing_paths[ending] = status
 
     def stall_next(self, seconds: float, count: int = 1) -> None:
         """Hold the next ``count`` requests for ``seconds`` before answering them: a Hub that hangs."""
@@ -249,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
                 {"method": method, "path": path, "query": split.query, "auth": "Authorization" in self.headers}
             )
         time.sleep(self.hub._take_stall())
-        status = self.hub._take_failure()
+        status = self.hub._take_failure() or next(
+            (code for ending, code in self.hub._failing_paths.items() if path.endswith(ending)), None)
         if status is not None:
             self._json(status, {"error": "Injected failure"}, {"X-Error-Message": "Injected failure"})
             return

@@ -2,6 +2,8 @@
 gpt and llama families with the same logits; what the families cannot express is refused."""
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
@@ -13,6 +15,8 @@ from babygpt.data import load_text
 from babygpt.from_transformers import import_transformers, save_imported
 from babygpt.hub import from_pretrained
 from babygpt.tokenizer import BPETokenizer
+
+from conftest import HUB_TOKEN, ROOT, adapter_on_a_local_base
 
 VOCAB = 300
 
@@ -104,55 +108,121 @@ def test_an_exported_model_comes_back_with_the_same_logits(tmp_path):
         assert back.tokenizer.decode(shipped.tokenizer.encode(text)) == text
 
 
-@pytest.mark.parametrize("make, overrides, reason", [
-    (gpt2, {"activation_function": "relu"}, "the activation 'relu'"),
-    (gpt2, {"n_inner": 100}, "an MLP of width 100"),
-    (gpt2, {"scale_attn_by_inverse_layer_idx": True}, "scaled by layer depth"),
-    (llama, {"attention_bias": True}, "biases in attention"),
-    (llama, {"mlp_bias": True}, "biases in the MLP"),
-    (llama, {"hidden_act": "gelu"}, "the activation 'gelu'"),
-    (llama, {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "scaled RoPE \\('linear'"),
-    (llama, {"head_dim": 16}, "a head size of 16"),
-])
-def test_what_the_families_cannot_express_is_refused_with_the_reason(make, overrides, reason, bpe, tmp_path):
-    directory = saved(make(**overrides), tmp_path / "hf", bpe)
-    with pytest.raises(ValueError, match=reason):
-        import_transformers(directory)
+# Each case is a row of SECURITY.md's table of imports and the Hub (the last test checks it lists
+# exactly these): (what is sent, a piece of the message). Nothing is unpickled, nothing half-written.
+CASES = [
+    ("a repo of another architecture (a BERT config)", "a bert (BertForMaskedLM) is not a model BabyGPT can import"),
+    ("a GPT-2 with an activation gpt lacks (relu)", "gpt cannot express this GPT-2's the activation 'relu'"),
+    ("a GPT-2 whose MLP is not 4 × n_embd wide", "an MLP of width 100"),
+    ("a GPT-2 that scales attention by layer depth", "attention scaled by layer depth"),
+    ("a Llama with biases in attention", "biases in attention (attention_bias)"),
+    ("a Llama with biases in the MLP", "biases in the MLP (mlp_bias)"),
+    ("a Llama with another activation (gelu)", "the activation 'gelu'"),
+    ("a Llama with scaled RoPE (linear)", "scaled RoPE ('linear'"),
+    ("a Llama whose head size is not hidden_size / heads", "a head size of 16"),
+    ("a checkpoint without a tokenizer", "has no tokenizer"),
+    ("an unreadable tokenizer.json", "tokenizer cannot be read"),
+    ("weights whose shapes do not match the config", "weights do not match its config: lm_head.weight (300, 48)"),
+    ("a truncated model.safetensors", "is not a readable safetensors file"),
+    ("a folder with only pickle weights (pytorch_model.bin)", "has only pickle weights (pytorch_model.bin)"),
+    ("a Hub repo with only pickle weights", "nothing was downloaded"),
+    ("a model over the size limit (BABYGPT_MAX_MODEL_MB)", "over this app's limit of 0.0 MB"),
+    ("a Hub that fails in the middle of a download", "answered 500"),
+    ("an adapter pushed while its base is only on this machine", "is only on this machine"),
+    ("an adapter whose base repo is missing", "no repository alice/base"),
+    ("an adapter whose base repo has changed (another sha256)", "has changed since the adapter was trained"),
+]
+REFUSED_CONFIGS = {  # what -> (which model, its config's difference)
+    "a GPT-2 with an activation gpt lacks (relu)": (gpt2, {"activation_function": "relu"}),
+    "a GPT-2 whose MLP is not 4 × n_embd wide": (gpt2, {"n_inner": 100}),
+    "a GPT-2 that scales attention by layer depth": (gpt2, {"scale_attn_by_inverse_layer_idx": True}),
+    "a Llama with biases in attention": (llama, {"attention_bias": True}),
+    "a Llama with biases in the MLP": (llama, {"mlp_bias": True}),
+    "a Llama with another activation (gelu)": (llama, {"hidden_act": "gelu"}),
+    "a Llama with scaled RoPE (linear)": (llama, {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+    "a Llama whose head size is not hidden_size / heads": (llama, {"head_dim": 16}),
+}
 
 
-def test_another_architecture_is_refused_naming_what_is_imported(bpe, tmp_path):
-    bert = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1,
-                                                                num_attention_heads=2, intermediate_size=64))
-    directory = saved(bert, tmp_path / "bert", bpe)
-    with pytest.raises(ValueError, match=r"a bert \(BertForMaskedLM\) is not a model BabyGPT can import: it imports "
-                                         r"gpt2 \(into gpt\), llama \(into llama\)"):
-        import_transformers(directory)
+def bad_directory(what, bpe, directory):
+    """A transformers directory damaged as ``what`` says."""
+    if what in REFUSED_CONFIGS:
+        make, overrides = REFUSED_CONFIGS[what]
+        return saved(make(**overrides), directory, bpe)
+    if what.startswith("a repo of another architecture"):
+        config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64)
+        return saved(transformers.BertForMaskedLM(config), directory, bpe)
+    saved(gpt2(), directory, bpe, how=None if what == "a checkpoint without a tokenizer" else "tokenizer.json")
+    weights = directory / "model.safetensors"
+    if what == "an unreadable tokenizer.json":
+        (directory / "tokenizer.json").write_text("{not json", encoding="utf-8")
+    elif what == "weights whose shapes do not match the config":
+        config = json.loads((directory / "config.json").read_text())
+        (directory / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
+    elif what == "a truncated model.safetensors":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif what == "a folder with only pickle weights (pytorch_model.bin)":
+        weights.unlink()
+        (directory / "pytorch_model.bin").write_bytes(b"never read: a real one could run code when unpickled")
+    return directory
 
 
-def test_pickle_only_weights_are_refused_without_being_read(bpe, tmp_path):
+def hub_case(what, bpe, tmp_path, hub):
+    """The Hub cases: each call raises what a user sees."""
+    from huggingface_hub import HfApi
+
+    from babygpt.hub import download_checkpoint, push_to_hub
+
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    fetch = dict(token=HUB_TOKEN, endpoint=hub.url)
+    if what.startswith("an adapter"):
+        base, adapter = adapter_on_a_local_base(tmp_path)
+        if what == "an adapter pushed while its base is only on this machine":
+            return lambda: push_to_hub(adapter, "alice/adapter", **fetch)
+        push_to_hub(base, "alice/base", **fetch)
+        push_to_hub(adapter, "alice/adapter", **fetch)
+        shutil.rmtree(base)
+        if what == "an adapter whose base repo is missing":
+            hub.repos.pop("alice/base")
+        else:  # retrained: the same shape, other weights
+            retrained = checkpoint.load_checkpoint(checkpoint.find_checkpoint("gpt"))
+            with torch.no_grad():
+                retrained.model.lm_head.weight.mul_(1.01)
+            checkpoint.save_checkpoint(tmp_path / "retrained", retrained.model, retrained.tokenizer, {})
+            api.upload_file(path_or_fileobj=str(tmp_path / "retrained" / "model.safetensors"),
+                            path_in_repo="model.safetensors", repo_id="alice/base")
+        return lambda: download_checkpoint("alice/adapter", tmp_path / "copy", **fetch)
     directory = saved(gpt2(), tmp_path / "hf", bpe)
-    (directory / "model.safetensors").unlink()
-    (directory / "pytorch_model.bin").write_bytes(b"not even read: a real one could run code when unpickled")
-    with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\)"):
-        import_transformers(directory)
+    if what == "a Hub repo with only pickle weights":
+        (directory / "model.safetensors").rename(directory / "pytorch_model.bin")
+    api.create_repo("alice/gpt2")
+    api.upload_folder(folder_path=directory, repo_id="alice/gpt2")
+    if what == "a Hub that fails in the middle of a download":
+        hub.fail_path("/model.safetensors", 500)  # the file list and config.json answer
+    limit = 1000 if what.startswith("a model over the size limit") else None
+    return lambda: download_checkpoint("alice/gpt2", tmp_path / "copy", max_bytes=limit, **fetch)
 
 
-def test_a_missing_tokenizer_weights_that_do_not_fit_and_a_size_limit_are_refused(bpe, tmp_path):
-    directory = saved(gpt2(), tmp_path / "hf", bpe, how=None)
-    with pytest.raises(ValueError, match="has no tokenizer"):
-        import_transformers(directory)
-    (directory / "tokenizer.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="tokenizer cannot be read"):
-        import_transformers(directory)
-    bpe.tokenizer.save(str(directory / "tokenizer.json"))
-    with pytest.raises(ValueError, match=r"weights are 0.3 MB, over this app's limit of 0.0 MB"):
-        import_transformers(directory, max_bytes=1000)
-    config = json.loads((directory / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
-    with pytest.raises(ValueError, match=r"weights do not match its config: lm_head.weight \(300, 48\) where the "
-                                         r"config means \(300, 64\)"):
-        import_transformers(directory)
-    (directory / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
-    (directory / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
-        import_transformers(directory)
+HUB_CASES = {what for what, _ in CASES[CASES.index(("a Hub repo with only pickle weights", "nothing was downloaded")):]}
+
+
+@pytest.mark.parametrize("what, message", CASES, ids=[what for what, _ in CASES])
+def test_bad_imports_are_refused_with_a_clear_message(what, message, bpe, tmp_path, request):
+    if what in HUB_CASES:
+        call = hub_case(what, bpe, tmp_path, request.getfixturevalue("hub"))
+    else:
+        directory = bad_directory(what, bpe, tmp_path / "hf")
+        call = lambda: import_transformers(directory, max_bytes=None)  # noqa: E731
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)
+    assert not (tmp_path / "copy").exists(), "nothing half-written"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".download-")], "no staging left"
+
+
+def test_security_md_lists_exactly_these_import_cases():
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| import \| (.+?) \| (.+?) \|$", text, flags=re.MULTILINE)
+    assert [what for what, _ in rows] == [what for what, _ in CASES]
+    assert all(message in shown for (_, message), (_, shown) in zip(CASES, rows))

@@ -16,7 +16,7 @@ from babygpt.hub import check_repo_id, download_checkpoint, push_checkpoint
 from babygpt.ui.models import shipped_checkpoints
 
 from conftest import HUB_TOKEN as TOKEN
-from conftest import ROOT, running_app
+from conftest import ROOT, adapter_on_a_local_base, running_app
 
 GPT = shipped_checkpoints()["gpt"]
 
@@ -311,20 +311,6 @@ def test_a_transformers_repo_without_babygpts_files_is_imported_and_pickle_only_
     with pytest.raises(ValueError, match=r"only pickle weights \(pytorch_model.bin\).*nothing was downloaded"):
         download_checkpoint("old/pickled", tmp_path / "pickled", token=TOKEN, endpoint=hub.url)
     assert not any("pytorch_model.bin" in r["path"] for r in hub.requests[before:]), "not a byte of it fetched"
-
-
-def adapter_on_a_local_base(tmp_path):
-    """A copy of the shipped gpt that is only on this machine, and a LoRA adapter trained on it."""
-    from babygpt.lora import LoRAConfig
-    from babygpt.runs import new_finetune
-
-    base = tmp_path / "my-base"
-    shutil.copytree(GPT, base)
-    trainer = new_finetune(str(base), "kjv", LoRAConfig(r=2), {"max_iters": 2, "eval_iters": 1}, tmp_path / "adapter",
-                           drop_unknown=True)
-    for _ in trainer.run():
-        pass
-    return base, tmp_path / "adapter"
 
 
 def test_an_adapter_names_its_base_by_repo_id_and_fetches_it_hash_checked(hub, tmp_path):
