@@ -34,8 +34,11 @@ def test_push_then_load_by_repo_id_gives_the_same_model(hub, tmp_path):
                                                          "metrics.json",
                                                          "README.md"}
     local = download_checkpoint("alice/tiny-gpt", tmp_path / "copy", token=TOKEN, endpoint=hub.url)
-    assert sorted(p.name for p in local.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
-                                                       "tokenizer.json"]
+    assert sorted(p.name for p in local.iterdir()) == ["config.json", "hub_origin.json", "metrics.json",
+                                                       "model.safetensors", "tokenizer.json"]
+    from babygpt.hub import hub_origin
+
+    assert hub_origin(local) == "alice/tiny-gpt", "where it came from, for an adapter trained on it"
     assert same_logits(load_checkpoint(local).model, load_checkpoint(GPT).model)
 
 
