@@ -27,8 +27,9 @@ from .models import build_model, config_to_dict, family_for_transformers, make_c
 from .tokenizer import BPETokenizer
 
 CONFIG_FILE = "config.json"
-# What an import reads: the config, the weights and one of the two ways GPT-2 tokenizers are stored
-IMPORT_FILES = (CONFIG_FILE, MODEL_FILE, "tokenizer.json", "vocab.json", "merges.txt")
+# What an import reads: the config, the weights (the index of split ones only to say they are
+# split) and one of the two ways GPT-2 tokenizers are stored
+IMPORT_FILES = (CONFIG_FILE, MODEL_FILE, f"{MODEL_FILE}.index.json", "tokenizer.json", "vocab.json", "merges.txt")
 
 
 def max_weight_bytes() -> int | None:

@@ -256,6 +256,9 @@ def test_an_ablation_runs_from_the_page_one_run_after_another(page):
 def test_hub_tab_and_no_console_errors(page):
     open_tab(page, "Hub")
     page.get_by_role("button", name="Download checkpoint (zip)").wait_for()
+    assert visible(page.get_by_text("repo layout (layout)"))
+    assert visible(page.get_by_text("runs in transformers' pipeline, BabyGPT's files in babygpt/ (transformers)"))
+    assert visible(page.get_by_text("transformers GPT-2 or Llama", exact=False).first)
     shot(page, "hub")
     assert page.console_errors == []
 
