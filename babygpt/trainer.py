@@ -38,7 +38,7 @@ from .evaluation import addition_accuracy, loss_over
 from .machine import matmul_peak_flops
 from .models import LanguageModel
 from .models.base import check_choice, check_int, config_from_dict
-from .muon import MuonWithAdamW
+from .muon import Muon, MuonWithAdamW, orthogonalising_dtype
 from .sampling import generate
 from .stats import flops_per_token, model_flops_utilisation
 
@@ -179,8 +179,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
     if not to_muon:
         return adamw
     hidden = [{"params": [p for p in params if id(p) in to_muon], "decayed": True}]
-    muon = torch.optim.Muon(hidden, lr=config.learning_rate, weight_decay=config.weight_decay,
-                            adjust_lr_fn="match_rms_adamw")
+    muon = Muon(hidden, orthogonalising_dtype(device), lr=config.learning_rate, weight_decay=config.weight_decay,
+                adjust_lr_fn="match_rms_adamw")
     return MuonWithAdamW(adamw, muon)
 
 

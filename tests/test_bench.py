@@ -58,16 +58,22 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
 def test_speedrun_benchmark_runs_its_recipes(tmp_path):
     """On the repository's own Shakespeare: a clone has no ../shared (the benchmark's default text)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,speedrun-cpu", "--budget", "1",
+        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,muon", "--budget", "1", "--seeds", "2",
          "--data", "data/shakespeare.txt", "--json", str(tmp_path / "out.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "| nanoGPT's CPU recipe (the gpt preset) |" in result.stdout and "speedrun-cpu preset" in result.stdout
+    assert "| nanoGPT's CPU recipe (the gpt preset), its own 2,000 iterations |" in result.stdout
+    from babygpt.machine import cpu_model
+
+    assert "(the speedrun-cpu preset)" in result.stdout and f"CPU speedrun on {cpu_model()}," in result.stdout
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report["budget"] == 1 and [r["name"] for r in report["results"]] == ["reference", "speedrun-cpu"]
+    assert report["budget"] == 1 and [r["name"] for r in report["results"]] == ["reference", "muon"]
     assert report["data"] == "data/shakespeare.txt" and "on shakespeare.txt" in result.stdout
-    assert all(r["seconds"] < 30 and r["val_loss"] > 0 for r in report["results"])
+    runs = [run for r in report["results"] for run in r["runs"]]
+    assert len(runs) == 4 and all(run["seconds"] < 30 and run["val_loss"] > 0 for run in runs)
+    assert [run["overrides"]["seed"] for run in runs] == [1337, 1338, 1337, 1338]
+    assert report["goals"][-1]["threshold"] == 1.55
 
 
 def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):

@@ -79,6 +79,35 @@ def test_muon_trains_the_hidden_matrices_and_resumes_exactly(tmp_path, preset, m
     assert partial[10] == uninterrupted[10]
 
 
+def test_muon_is_torchs_with_the_orthogonalisation_in_a_chosen_dtype():
+    """In bfloat16 it makes exactly torch.optim.Muon's updates; in float32 (a CPU that would emulate
+    bf16) nearly the same ones, and its orthogonalised update is nearly orthogonal in both."""
+    from babygpt.muon import Muon, orthogonalised
+
+    torch.manual_seed(0)
+    start = [torch.randn(48, 16), torch.randn(16, 64)]
+    grads = [[torch.randn_like(w) for w in start] for _ in range(3)]
+    results = {}
+    for name, make in (("torch", lambda ps: torch.optim.Muon(ps, lr=0.02, adjust_lr_fn="match_rms_adamw")),
+                       ("bf16", lambda ps: Muon(ps, torch.bfloat16, lr=0.02, adjust_lr_fn="match_rms_adamw")),
+                       ("fp32", lambda ps: Muon(ps, torch.float32, lr=0.02, adjust_lr_fn="match_rms_adamw"))):
+        params = [torch.nn.Parameter(w.clone()) for w in start]
+        optimizer = make(params)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            optimizer.step()
+        results[name] = [p.detach() for p in params]
+    for ours, theirs in zip(results["bf16"], results["torch"]):
+        assert torch.equal(ours, theirs)
+    for ours, theirs in zip(results["fp32"], results["torch"]):
+        torch.testing.assert_close(ours, theirs, atol=2e-3, rtol=0)
+        assert not torch.equal(ours, theirs)
+    x = orthogonalised(torch.randn(16, 64), (3.4445, -4.775, 2.0315), 5, 1e-7, torch.float32)
+    singular = torch.linalg.svdvals(x)
+    assert 0.5 < singular.min() and singular.max() < 1.5  # the quintic's band, not exactly 1
+
+
 def test_muon_refuses_what_it_cannot_train_and_a_resume_may_not_switch_optimizers(tmp_path):
     with pytest.raises(ValueError, match="optimizer must be one of"):
         TrainConfig(optimizer="sgd")

@@ -489,8 +489,6 @@ def more_knobs_fields(defaults: tuple) -> list[gr.components.Component]:
                            interactive=bf16_trains_fast())
     muon_note = ("Muon moves every direction of a weight matrix by the same amount (its update orthogonalised); "
                  "the embedding table, the output head, norms and biases keep AdamW")
-    if not bf16_trains_fast():
-        muon_note += ". Slow here: torch's Muon orthogonalises in bf16, which this CPU emulates"
     optimizer = gr.Radio(OPTIMIZER_CHOICES, value=knobs.optimizer, label="optimizer (optimizer)", info=muon_note)
     return [tokenizer, bpe_vocab_size, seed, dropout, weight_decay, warmup_iters, bf16, optimizer]
 
