@@ -40,8 +40,15 @@ For every shipped checkpoint, the time ``babygpt.sampling.stream`` takes to yiel
 top-5 the Compare tab shows) -- the figure the Compare tab reports per column. Two prompts: the
 Compare tab's default (``"Hamlet:\\n"``) and a prompt that fills the whole context. Median of rounds.
 
-Goals: cached >= 1.5x transformers at both shapes; cached >= 5x uncached at the big shape; time to
-first token <= 100 ms for every shipped model.
+Roofline
+--------
+In the same rounds, the time to read every weight of the cached model once (a ``sum()`` over each
+tensor: memory traffic and next to no arithmetic). A cached step must read them all too, so the
+ratio of the two (paired within each round) says how far decoding is from the memory bound.
+
+Goals: cached >= 1.5x transformers at both shapes; cached >= 5x uncached at the big shape; a
+cached fp32 step <= 1.6x the weight-streaming time at the big shape; time to first token <= 100 ms
+for every shipped model.
 
 Usage: ``python -m bench.generate_speed`` (about 2 minutes on 2 cores), ``--quick`` (small shape,
 a few rounds), ``--repeats N --threads N --shapes small,big --json PATH``.
@@ -162,15 +169,31 @@ class Setting:
         return seconds
 
 
+def streaming_seconds(model, repeats: int = 20) -> float:
+    """The memory roofline of one decoding step: the time to read every weight once (a ``sum()``
+    over each tensor, which does next to no arithmetic), median of ``repeats``."""
+    weights = [p.detach() for p in model.parameters()]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for w in weights:
+            w.sum()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def bench_shape(shape: Shape, repeats: int, log) -> dict[tuple[str, str], Setting]:
     settings = {key: Setting(*key, shape) for key in SETTINGS}
     with torch.no_grad():
         for s in settings.values():
             s.run(seed=0)  # warm-up
+        cached = settings[("babygpt-cached", "fp32")]
+        cached.streaming = []
         for r in range(repeats):
             order = list(settings.values()) if r % 2 == 0 else list(settings.values())[::-1]
             for s in order:
                 s.times.append(s.run(seed=r))
+            cached.streaming.append(streaming_seconds(cached.model))  # in the same round as the steps
             log(f"[{shape.name}] round {r + 1}/{repeats} (tok/s): "
                 + ", ".join(f"{s.label} {shape.new / s.times[-1]:.0f}" for s in settings.values()))
     return settings
@@ -250,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
                    "ms_per_token": seconds / shape.new * 1e3, "rounds_tokens_per_s": [shape.new / t for t in s.times]}
             rows.append(row)
             by_key[(name, impl, precision)] = row
+        cached = settings[("babygpt-cached", "fp32")]
+        by_key[(name, "babygpt-cached", "fp32")]["roofline_ratio"] = statistics.median(
+            (t / shape.new) / streamed for t, streamed in zip(cached.times, cached.streaming))
+        by_key[(name, "babygpt-cached", "fp32")]["streaming_ms"] = statistics.median(cached.streaming) * 1e3
         for (impl, precision), s in settings.items():
             row = by_key[(name, impl, precision)]
             row["vs_hf_fp32"] = paired_speedup(s, settings[("hf-generate", "fp32")])
@@ -269,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['shape']} | {row['implementation']} | {row['precision']} | {row['tokens_per_s']:,.0f} | "
               f"{row['ms_per_token']:.2f} | {row['vs_hf_same_precision']:.2f}x | {row['vs_hf_fp32']:.2f}x | "
               f"{row['vs_uncached']:.2f}x |")
+    print("\n| shape | weights | streaming them once (a sum over each) | cached fp32 step | roofline ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for name in shape_names:
+        row = by_key[(name, "babygpt-cached", "fp32")]
+        megabytes = sum(p.numel() * 4 for p in Setting("babygpt-cached", "fp32", SHAPES[name]).model.parameters()) / 1e6
+        print(f"| {name} | {megabytes:.1f} MB | {row['streaming_ms']:.2f} ms | {row['ms_per_token']:.2f} ms | "
+              f"{row['roofline_ratio']:.2f}x |")
     print("\n| shipped model | block | first token, default prompt | first token, full context |")
     print("|---|---:|---:|---:|")
     for row in first_token:
@@ -293,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         goal(f"cached vs transformers generate, {name}, fp32", row and row["vs_hf_same_precision"], 1.5, "x")
     row = by_key.get(("big", "babygpt-cached", "fp32"))
     goal("cached vs uncached, big, fp32", row and row["vs_uncached"], 5.0, "x")
+    goal("fp32 cached step vs streaming the weights once (roofline ratio), big", row and row["roofline_ratio"], 1.6,
+         "x", higher_is_better=False)
     row = by_key.get(("big", "babygpt-cached", "bf16"))
     goal("(not a goal of the issue) cached bf16 vs transformers bf16, big", row and row["vs_hf_same_precision"], 1.5,
          "x")

@@ -53,6 +53,10 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
     # one round: the paired speed-up is that round's ratio of times, the inverse ratio of tokens/s
     hf = next(row for row in report["rows"] if (row["implementation"], row["precision"]) == ("hf-generate", "fp32"))
     assert cached["vs_hf_fp32"] == pytest.approx(cached["tokens_per_s"] / hf["tokens_per_s"])
+    # the roofline: a step reads every weight at least once, so it cannot beat reading them
+    assert cached["roofline_ratio"] > 1 and cached["streaming_ms"] > 0
+    assert "| small | 3.2 MB |" in result.stdout and "roofline ratio" in result.stdout
+    assert any(goal["goal"].startswith("fp32 cached step vs streaming") for goal in report["goals"])
 
 
 def test_speedrun_benchmark_runs_its_recipes(tmp_path):
