@@ -62,12 +62,13 @@ def load(repo_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None)
     fetched_base = ""
     if is_adapter(folder):
         base = Path(read_adapter_config(folder)["base"])
-        if base.parent == session.folder and base not in session.models().values():  # fetched with it
+        if base.parent == session.folder.resolve() and base not in session.models().values():  # fetched with it
             session.own[f"{name}-base"] = base
             fetched_base = f"its base fetched from the Hub as **{name}-base** (hash checked), "
-    imported = None if is_adapter(folder) else read_config(folder).get("imported_from")
+    config = {} if is_adapter(folder) else read_config(folder)
+    imported = config.get("imported_from")
     how = (f"imported from transformers ({', '.join(imported['architectures']) or imported['model_type']}) into "
-           f"BabyGPT's {read_config(folder)['model']['family']} family, " if imported else "")
+           f"BabyGPT's {config['model']['family']} family, " if imported else "")
     return (f"loaded **{repo_id.strip()}** as **{name}**, {how}{fetched_base}now in every tab's model list: look at "
             "it in Compare, Inside, Attention and Model stats", model_choices(session))
 
