@@ -35,9 +35,7 @@ from .lora import LoRALinear, lora_layers
 from .models import build_model
 from .tokenizer import TOKENIZER_FILE, CharTokenizer
 
-# What a transformers directory holds besides its weights; BabyGPT's own tokenizer file keeps
-# another name there, since transformers' tokenizer.json takes the usual one.
-TRANSFORMERS_CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "tokenizer.json")
+# BabyGPT's own tokenizer file in an export: transformers' tokenizer.json takes the usual name
 OWN_TOKENIZER_FILE = "babygpt_tokenizer.json"
 
 

@@ -13,7 +13,6 @@ before any of its bytes are read. transformers itself is not needed.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from .checkpoint import FORMAT_VERSION, MODEL_FILE, PICKLE_SUFFIXES, Checkpoint, save_checkpoint
+from .checkpoint import CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, PICKLE_SUFFIXES, Checkpoint, read_json, save_checkpoint
 from .models import build_model, config_to_dict, family_for_transformers, make_config
 from .tokenizer import BPETokenizer
 
-CONFIG_FILE = "config.json"
 # What an import reads: the config, the weights (the index of split ones only to say they are
 # split) and one of the two ways GPT-2 tokenizers are stored
 IMPORT_FILES = (CONFIG_FILE, MODEL_FILE, f"{MODEL_FILE}.index.json", "tokenizer.json", "vocab.json", "merges.txt")
@@ -45,12 +43,7 @@ def is_transformers_config(values: dict) -> bool:
 
 
 def read_transformers_config(directory: Path) -> dict:
-    try:
-        values = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{directory} has no {CONFIG_FILE}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON: {error}") from None
+    values = read_json(directory / CONFIG_FILE)  # missing, not JSON or not an object: ValueError
     if not is_transformers_config(values):
         raise ValueError(f"{directory / CONFIG_FILE} is not a transformers config (it names no model_type)")
     return values
