@@ -54,6 +54,12 @@ class TrainConfig:
     min_lr: float = field(default=1e-4, metadata={"help": "learning rate at the end of the cosine decay"})
     warmup_iters: int = field(default=100, metadata={"help": "steps of linear warmup"})
     lr_decay_iters: int = field(default=0, metadata={"help": "steps of cosine decay (0 = max_iters)"})
+    decay_by_clock: bool = field(default=False,
+                                 metadata={"help": "decay over the time budget (max_seconds) or the steps, whichever "
+                                                   "ends first, so the schedule ends when the run does on any machine"})
+    stable_fraction: float = field(default=0.0,
+                                   metadata={"help": "share of the schedule held at the peak before a linear decay "
+                                                     "(warmup-stable-decay); 0 = cosine decay all along"})
     optimizer: str = field(default="adamw", metadata={"help": "adamw, or muon: Muon for the hidden weight "
                                                               "matrices, AdamW for the rest"})
     weight_decay: float = field(default=0.1, metadata={"help": "weight decay on the weight matrices"})
@@ -79,7 +85,8 @@ class TrainConfig:
             check_int(self, name, minimum=1)
         for name in ("warmup_iters", "lr_decay_iters", "sample_tokens", "threads", "seed"):
             check_int(self, name, minimum=0)
-        for name in ("learning_rate", "min_lr", "max_seconds", "weight_decay", "grad_clip", "beta1", "beta2"):
+        for name in ("learning_rate", "min_lr", "max_seconds", "weight_decay", "grad_clip", "beta1", "beta2",
+                     "stable_fraction"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -90,7 +97,7 @@ class TrainConfig:
         for name in ("max_seconds", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "stable_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         check_choice(self, "dtype", ("float32", "bfloat16"))
@@ -141,14 +148,25 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup to the peak, then cosine decay to ``min_lr`` (nanoGPT's schedule)."""
-    decay_iters = config.lr_decay_iters or config.max_iters
+def learning_rate(step: int, config: TrainConfig, seconds: float = 0.0) -> float:
+    """Linear warmup to the peak, then cosine decay to ``min_lr`` (nanoGPT's schedule).
+
+    ``seconds`` is the time this session has trained. With ``decay_by_clock`` and a time budget the
+    decay's progress is the larger of the share of ``max_seconds`` spent and the share of the steps
+    done, so a run cut by its budget has still annealed, on a slow machine or a fast one. With
+    ``stable_fraction`` the peak is held for that share and the rest decays linearly
+    (warmup-stable-decay, as in the modded-nanogpt speedrun).
+    """
     if step < config.warmup_iters:
         return config.learning_rate * (step + 1) / (config.warmup_iters + 1)
-    if step >= decay_iters:
-        return config.min_lr
+    decay_iters = config.lr_decay_iters or config.max_iters
     progress = (step - config.warmup_iters) / max(1, decay_iters - config.warmup_iters)
+    if config.decay_by_clock and config.max_seconds:
+        progress = max(progress, seconds / config.max_seconds)
+    progress = min(1.0, progress)
+    if config.stable_fraction:
+        left = min(1.0, (1.0 - progress) / (1.0 - config.stable_fraction))
+        return config.min_lr + left * (config.learning_rate - config.min_lr)
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_lr)
 
 
@@ -292,7 +310,7 @@ class Trainer:
             last_eval_step = 0
         while self.step < config.max_iters:
             tick = time.perf_counter()
-            lr = learning_rate(self.step, config)
+            lr = learning_rate(self.step, config, self.clock(tick - session_start))
             loss_value = self.train_step(train_model, lr)
             now = time.perf_counter()
             self.step += 1
@@ -353,6 +371,13 @@ class Trainer:
             raise FloatingPointError(f"loss became {loss_value} at step {self.step}; lower the learning rate or use "
                                      f"float32")
         return loss_value
+
+    def clock(self, session_seconds: float) -> float:
+        """The session's training time as the schedule reads it: every process must set the same
+        learning rate, so with several processes the slowest one's clock counts."""
+        if not self.config.decay_by_clock:
+            return session_seconds
+        return self.across_processes(session_seconds, dist.ReduceOp.MAX)
 
     def stop_wanted(self, session_seconds: float) -> bool:
         return self._stop.is_set() or bool(self.config.max_seconds and session_seconds >= self.config.max_seconds)

@@ -186,6 +186,35 @@ def test_learning_rate_schedule_warms_up_then_decays_by_cosine():
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
 
 
+def test_decay_by_clock_follows_the_time_budget_not_the_steps():
+    config = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=100_000, max_seconds=60,
+                         decay_by_clock=True)
+    assert learning_rate(5, config, seconds=50.0) == pytest.approx(6 / 11), "warmup still counts steps"
+    assert learning_rate(20, config, seconds=0.0) == pytest.approx(1.0)
+    assert learning_rate(20, config, seconds=30.0) == pytest.approx(0.55), "half the time: half way down"
+    assert learning_rate(20, config, seconds=60.0) == learning_rate(20, config, seconds=75.0) == 0.1
+    few_steps = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110, max_seconds=60,
+                            decay_by_clock=True)
+    assert learning_rate(60, few_steps, seconds=1.0) == pytest.approx(0.55), "the steps ran out first"
+    no_budget = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110, decay_by_clock=True)
+    assert learning_rate(60, no_budget, seconds=1e6) == pytest.approx(0.55), "no budget: the steps decide"
+
+
+def test_stable_fraction_holds_the_peak_then_decays_linearly():
+    config = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=0, max_iters=100, stable_fraction=0.6)
+    rates = [learning_rate(step, config) for step in range(101)]
+    assert rates[0] == rates[60] == 1.0
+    assert rates[80] == pytest.approx(0.55) and rates[100] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="stable_fraction"):
+        TrainConfig(stable_fraction=1.0)
+
+
+def test_a_run_cut_by_its_time_budget_has_annealed_when_decaying_by_clock():
+    trainer = tiny_run(max_iters=100_000, max_seconds=2.0, decay_by_clock=True, min_lr=1e-5, eval_interval=100_000)
+    rates = [e.lr for e in trainer.run() if e.kind == "step"]
+    assert trainer.step < 100_000 and rates[-1] < 0.1 * max(rates), "the cut came at the end of the decay"
+
+
 def test_weight_decay_spares_biases_norms_and_embeddings():
     trainer = tiny_run()
     decayed, spared = trainer.optimizer.param_groups
