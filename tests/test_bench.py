@@ -62,7 +62,7 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
 def test_speedrun_benchmark_runs_its_recipes(tmp_path):
     """On the repository's own Shakespeare: a clone has no ../shared (the benchmark's default text)."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,muon", "--budget", "1", "--seeds", "2",
+        [sys.executable, "-m", "bench.speedrun", "--recipes", "reference,speedrun", "--budget", "1", "--seeds", "2",
          "--data", "data/shakespeare.txt", "--json", str(tmp_path / "out.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -72,12 +72,14 @@ def test_speedrun_benchmark_runs_its_recipes(tmp_path):
 
     assert "(the speedrun-cpu preset)" in result.stdout and f"CPU speedrun on {cpu_model()}," in result.stdout
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report["budget"] == 1 and [r["name"] for r in report["results"]] == ["reference", "muon"]
+    assert report["budget"] == 1 and [r["name"] for r in report["results"]] == ["reference", "speedrun"]
     assert report["data"] == "data/shakespeare.txt" and "on shakespeare.txt" in result.stdout
     runs = [run for r in report["results"] for run in r["runs"]]
     assert len(runs) == 4 and all(run["seconds"] < 30 and run["val_loss"] > 0 for run in runs)
     assert [run["overrides"]["seed"] for run in runs] == [1337, 1338, 1337, 1338]
     assert report["goals"][-1]["threshold"] == 1.55
+    # a --budget check caps every run, and the winning recipe's schedule follows that clock
+    assert runs[-1]["model"] == {} and report["results"][-1]["label"].endswith("(the speedrun-cpu preset)")
 
 
 def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
