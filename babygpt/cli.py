@@ -141,6 +141,9 @@ def add_sample_command(commands) -> None:
     sample.add_argument("--fast-kernels", action="store_true",
                         help="time torch's and oneDNN's one-row matrix product on this machine for each of the "
                              "model's matrices and use the faster (babygpt.kernels; helps large models on some CPUs)")
+    sample.add_argument("--bf16-weights", action="store_true",
+                        help="generate with a bf16 copy of the weights (half the bytes per token; pays where the CPU "
+                             "has bf16 instructions, see babygpt.machine; an LSTM keeps float32)")
 
 
 def add_eval_command(commands) -> None:
@@ -408,8 +411,13 @@ def run_sample(args) -> int:
         from .kernels import fastest_linear
 
         report = fastest_linear(loaded.model)
-        faster = sum(row["kernel"] == "onednn" for row in report.values())
-        print(f"fast kernels: oneDNN for {faster} of {len(report)} matrix shapes (measured here)", file=sys.stderr)
+        onednn, column = (sum(row["kernel"] == kernel for row in report.values()) for kernel in ("onednn", "column"))
+        print(f"fast kernels: oneDNN for {onednn}, column-major weights for {column} of {len(report)} matrix shapes "
+              "(measured here)", file=sys.stderr)
+    if args.bf16_weights:
+        from .kernels import bfloat16_weights
+
+        loaded.model = bfloat16_weights(loaded.model)
     steps = stream(
         loaded.model, loaded.tokenizer, args.prompt, args.max_new_tokens, stop_strings=args.stop,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed, use_cache=not args.no_cache,

@@ -5,9 +5,19 @@ Generating one token multiplies a single row by every weight matrix, so at batch
 time it takes to stream the weights from memory. On x86 CPUs torch's fp32 ``F.linear`` calls MKL;
 oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel torch already runs for
 bf16) streams a large matrix at another speed, faster on some processors and slower on others
-(``bench/generate_speed.py`` measured both ways on two machines; see bench/RESULTS.md). So
-``fastest_linear(model)`` times both kernels on each of the model's matrix shapes, one row at a
-time, here, and swaps in ``OneDNNLinear`` only where oneDNN won by a clear margin.
+(``bench/generate_speed.py`` measured both ways on two machines; see bench/RESULTS.md). The
+weight's layout matters too: the same ``F.linear`` on a weight stored column by column runs MKL's
+other loop order, faster for the wide matrices (queries-keys-values, the MLP's up projection) on
+some CPUs and slower for the tall ones. So ``fastest_linear(model)`` times the three ways on each
+of the model's matrix shapes, one row at a time, here, and changes a layer only where another way
+beat the plain one by a clear margin.
+
+``bfloat16_weights(model)`` is the other transform for generation: a copy whose weights are bf16.
+A step at batch 1 reads every weight once, so half the bytes can mean nearly half the time, and a
+model that did not fit the processor's last-level cache may fit it. It pays only where the CPU
+multiplies bf16 natively (``machine.bf16_instructions()``); elsewhere torch emulates bf16, far slower
+than float32. The logits differ from float32's by bf16's rounding (about three significant digits), so
+greedy texts agree for a while and then part: ``bench/generate_speed.py`` reports where, per model.
 
 ``OneDNNLinear`` has ``nn.Linear``'s parameters and state dict and shares the tensors of the layer it
 replaces (a tied head stays tied). It takes oneDNN only when autograd is off (the kernel has no
@@ -17,6 +27,7 @@ add in different orders, so outputs differ by float rounding (about 1e-6 relativ
 
 from __future__ import annotations
 
+import copy
 import platform
 import time
 
@@ -80,26 +91,62 @@ def seconds_per_shape(kernel, layers: list[nn.Linear], rounds: int) -> dict[tupl
     return best
 
 
+def column_major(weight: torch.Tensor) -> torch.Tensor:
+    """The same matrix stored column by column (its transpose contiguous, seen transposed back):
+    ``F.linear`` then multiplies a row by it as ``x @ Wᵀ`` with ``Wᵀ`` in rows, which streams faster
+    for some shapes on some CPUs and slower for others."""
+    return weight.t().contiguous().t()
+
+
+def column_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x, weight, bias)  # timed on column-major copies of the weights
+
+
 def fastest_linear(model: nn.Module, margin: float = 0.05, rounds: int = 20) -> dict:
-    """Time ``F.linear`` and oneDNN on the model's own matrices (one row each, in the model's
-    order, on this machine), and give the layers of every shape where oneDNN was at least
-    ``margin`` faster the oneDNN kernel, in place. Returns ``{(out, in): {"plain_us", "onednn_us",
-    "kernel"}}``, microseconds per pass over the layers of that shape."""
+    """Time three ways of the one-row product on the model's own matrices (one row each, in the
+    model's order, on this machine): ``F.linear`` on the weights as stored ("plain"), oneDNN's
+    inner product ("onednn"), and ``F.linear`` on column-major weights ("column"). The layers of
+    every shape where another way was at least ``margin`` faster than plain take it, in place: a
+    oneDNN layer, or the weight stored column-major (the same values; a weight shared with another
+    module, such as a tied head, stays as it is). Returns ``{(out, in): {"plain_us", "onednn_us",
+    "column_us", "kernel"}}``, microseconds per pass over the layers of that shape."""
     if not ONEDNN_AVAILABLE:
         return {}
-    layers = [(parent, name, layer) for parent, name, layer in linear_layers(model)
+    layers = [(parent, name, layer) for parent, name, layer in linear_layers(use_plain_linear(model))
               if layer.weight.dtype == torch.float32 and layer.weight.is_cpu]
     distinct = list({id(layer): layer for _, _, layer in layers}.values())  # a shared layer once
     plain = seconds_per_shape(F.linear, distinct, rounds)
     onednn = seconds_per_shape(onednn_linear, distinct, rounds)
-    report = {shape: {"plain_us": 1e6 * plain[shape], "onednn_us": 1e6 * onednn[shape],
-                      "kernel": "onednn" if onednn[shape] < (1 - margin) * plain[shape] else "plain"}
-              for shape in plain}
+    column = seconds_per_shape(column_linear, [column_major_twin(layer) for layer in distinct], rounds)
+    report = {}
+    for shape in plain:
+        times = {"plain": plain[shape], "onednn": onednn[shape], "column": column[shape]}
+        best = min(("onednn", "column"), key=times.get)
+        report[shape] = {f"{k}_us": 1e6 * v for k, v in times.items()}
+        report[shape]["kernel"] = best if times[best] < (1 - margin) * times["plain"] else "plain"
+    shared = shared_tensors(model)
     for parent, name, layer in layers:
-        kind = OneDNNLinear if report[tuple(layer.weight.shape)]["kernel"] == "onednn" else nn.Linear
-        if type(layer) is not kind:
-            setattr(parent, name, retyped(layer, kind))
+        kernel = report[tuple(layer.weight.shape)]["kernel"]
+        if kernel == "onednn":
+            setattr(parent, name, retyped(layer, OneDNNLinear))
+        elif kernel == "column" and id(layer.weight) not in shared and layer.weight.is_contiguous():
+            layer.weight = nn.Parameter(column_major(layer.weight.detach()), requires_grad=layer.weight.requires_grad)
     return report
+
+
+def column_major_twin(layer: nn.Linear) -> nn.Linear:
+    """A stand-in with the layer's weight stored column-major, for timing only."""
+    twin = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
+    twin.weight, twin.bias = nn.Parameter(column_major(layer.weight.detach())), layer.bias
+    return twin
+
+
+def shared_tensors(model: nn.Module) -> set[int]:
+    """ids of the parameters that more than one module holds (a head tied to the embedding)."""
+    seen: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        seen[id(parameter)] = seen.get(id(parameter), 0) + 1
+    return {key for key, count in seen.items() if count > 1}
 
 
 def use_onednn_linear(model: nn.Module) -> nn.Module:
@@ -110,7 +157,18 @@ def use_onednn_linear(model: nn.Module) -> nn.Module:
 
 
 def use_plain_linear(model: nn.Module) -> nn.Module:
-    """Undo: every Linear back on ``F.linear``, the same tensors."""
+    """Undo: every Linear back on ``F.linear``, its weight stored row by row again."""
     for parent, name, layer in linear_layers(model):
         setattr(parent, name, retyped(layer, nn.Linear))
+    for layer in (m for m in model.modules() if type(m) is nn.Linear and not m.weight.is_contiguous()):
+        layer.weight = nn.Parameter(layer.weight.detach().contiguous(), requires_grad=layer.weight.requires_grad)
     return model
+
+
+def bfloat16_weights(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every floating-point weight and buffer in bfloat16, in eval mode,
+    for generation (its caches follow the weights' dtype). The model itself is left untouched. A
+    family that cannot generate in bf16 (``generates_in_bf16``, the LSTM) is returned as it is."""
+    if not getattr(model, "generates_in_bf16", True):
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16).eval()

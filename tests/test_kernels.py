@@ -5,7 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from babygpt.kernels import ONEDNN_AVAILABLE, OneDNNLinear, fastest_linear, use_onednn_linear, use_plain_linear
+from babygpt.kernels import (
+    ONEDNN_AVAILABLE,
+    OneDNNLinear,
+    column_major,
+    fastest_linear,
+    use_onednn_linear,
+    use_plain_linear,
+)
 from babygpt.models import build_model, make_config
 from babygpt.sampling import token_ids
 
@@ -78,9 +85,28 @@ def test_fastest_linear_measures_every_shape_here_and_applies_what_won():
     shapes = {tuple(m.weight.shape) for m in model.modules() if isinstance(m, nn.Linear)}
     assert set(report) == shapes
     for row in report.values():
-        assert row["plain_us"] > 0 and row["onednn_us"] > 0 and row["kernel"] in ("plain", "onednn")
-        assert (row["kernel"] == "onednn") == (row["onednn_us"] < 0.95 * row["plain_us"])
+        assert row["plain_us"] > 0 and row["onednn_us"] > 0 and row["column_us"] > 0
+        best = min(("onednn", "column"), key=lambda k: row[f"{k}_us"])
+        assert row["kernel"] == (best if row[f"{best}_us"] < 0.95 * row["plain_us"] else "plain")
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            wanted = OneDNNLinear if report[tuple(module.weight.shape)]["kernel"] == "onednn" else nn.Linear
-            assert type(module) is wanted
+            kernel = report[tuple(module.weight.shape)]["kernel"]
+            assert type(module) is (OneDNNLinear if kernel == "onednn" else nn.Linear)
+            tied = module is model.lm_head
+            assert module.weight.is_contiguous() == (kernel != "column" or tied), "column-major where it won"
+
+
+def test_column_major_weights_give_the_same_products_and_undo():
+    torch.manual_seed(0)
+    model = build_model(variant_config("gpt")).eval()
+    randomize_(model, scale=0.3)
+    plain = [t for t, _, _ in token_ids(model, [1, 2, 3], 30, temperature=0.0)]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for layer in (m for m in model.modules() if type(m) is nn.Linear and m is not model.lm_head):
+        layer.weight = nn.Parameter(column_major(layer.weight.detach()))
+    assert not all(v.is_contiguous() for v in model.state_dict().values())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the same values"
+    assert [t for t, _, _ in token_ids(model, [1, 2, 3], 30, temperature=0.0)] == plain
+    use_plain_linear(model)
+    assert all(v.is_contiguous() for v in model.state_dict().values())
+    assert model.lm_head.weight is model.transformer.wte.weight, "the tied head stays tied"
