@@ -68,6 +68,18 @@ def test_compare_is_repeatable_with_a_seed_and_caps_huge_requests(app_url):
     assert "capped at 1000" in note and len(texts["bigram"]) == 1001
 
 
+def test_compare_generates_with_bf16_weights_when_asked(app_url):
+    c = client(app_url)
+    args = (["gpt", "lstm"], "Hamlet:\n", 40, 0.8, 0, 1.0, 0, "greedy", "", "probability", False)
+    _, half, note, details = c.predict(*args, "bfloat16", api_name="/compare")
+    _, full, full_note, _ = c.predict(*args, "float32", api_name="/compare")
+    assert note == "bfloat16 weights: gpt; lstm stays float32 (its family cannot generate in bfloat16)"
+    assert full_note == "" and half["lstm"] == full["lstm"]
+    assert details["gpt"]["new_tokens"] == 40 and half["gpt"].startswith("Hamlet:\n")
+    with pytest.raises(AppError, match="'float16'.*not in the list of choices"):  # gradio's own check of the radio
+        c.predict(*args, "float16", api_name="/compare")
+
+
 def test_compare_shows_what_each_model_believed_and_feeds_the_attention_tab(app_url):
     c = client(app_url)
     with pytest.raises(AppError, match="generate in the Compare tab first"):

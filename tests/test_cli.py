@@ -155,6 +155,13 @@ def test_sample_streams_the_same_text_without_the_cache_and_stops_at_a_stop_stri
     assert stopped == "ROMEO:" + new_text[: new_text.index(stop) + 2] + "\n"
 
 
+def test_sample_with_bf16_weights_writes_text_of_the_same_length(trained):
+    args = ("sample", str(trained), "--prompt", "ROMEO:", "--max-new-tokens", "40", "--temperature", "0")
+    full, half = cli_here(*args), cli_here(*args, "--bf16-weights")
+    assert half.returncode == 0, half.stderr
+    assert half.stdout.startswith("ROMEO:") and len(half.stdout) == len(full.stdout), "one character per token"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

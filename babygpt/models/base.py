@@ -171,6 +171,8 @@ class LanguageModel(nn.Module):
     transformers_weights_transposed: ClassVar[bool] = False
     # the ``model_type`` values of transformers' config.json that this family imports
     transformers_model_types: ClassVar[tuple[str, ...]] = ()
+    # whether it can generate with bf16 weights (babygpt.kernels.bfloat16_weights)
+    generates_in_bf16: ClassVar[bool] = True
 
     # --- the computation ----------------------------------------------------------------------------
 

@@ -97,6 +97,8 @@ class LSTMState:
 
 
 class LSTM(LanguageModel):
+    generates_in_bf16 = False  # the recurrence stays fp32 (see forward), so its weights must too
+
     def __init__(self, config: LSTMConfig):
         super().__init__()
         self.config = config

@@ -17,9 +17,12 @@ import math
 import time
 
 import gradio as gr
+import torch
 
+from ..machine import bf16_instructions
 from ..sampling import side_by_side
 from .common import friendly, session_of, whole_number
+from .models import WEIGHTS
 
 MAX_NEW_TOKENS = 1000  # a cap that keeps a shared CPU Space responsive
 MAX_MODELS = 6
@@ -113,7 +116,7 @@ def parse_stop(text: str) -> list[str]:
 
 @friendly
 def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode="sampled", stop="",
-            colour_by="probability", merge_adapters=False, request: gr.Request = None):
+            colour_by="probability", merge_adapters=False, weights="float32", request: gr.Request = None):
     """Stream (columns HTML, {name: text}, note, details) as every chosen model writes."""
     session = session_of(request)
     if not names:
@@ -126,6 +129,8 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         raise ValueError(f"mode must be sampled or greedy, got {mode!r}")
     if colour_by not in COLOUR_BY:
         raise ValueError(f"colour by must be one of {', '.join(COLOUR_BY)}, got {colour_by!r}")
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     notes = []
     max_new_tokens = whole_number(max_new_tokens, "max new tokens", 0, 10**12)
     if max_new_tokens > MAX_NEW_TOKENS:
@@ -134,7 +139,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         max_new_tokens = MAX_NEW_TOKENS
     models, info = {}, {}
     for name in names:
-        checkpoint = session.load(name, merged=bool(merge_adapters))
+        checkpoint = session.load(name, merged=bool(merge_adapters), weights=weights)
         unknown = getattr(checkpoint.tokenizer, "unknown_characters", lambda _: [])(prompt)
         if unknown:
             raise ValueError(f"{name} has never seen {', '.join(map(repr, unknown))}; remove them from the prompt")
@@ -144,6 +149,8 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
                       "vocab_size": checkpoint.model.config.vocab_size,
                       "block_size": checkpoint.model.config.block_size,
                       "adapter": adapter_note(checkpoint.config, bool(merge_adapters))}
+    if weights != "float32":
+        notes.append(precision_note(models, weights))
     temperature = 0.0 if mode == "greedy" else float(temperature)
     settings = {"temperature": temperature, "top_k": whole_number(top_k, "top-k", 0, 10**9), "top_p": float(top_p),
                 "seed": whole_number(seed, "seed", -(2**63), 2**63 - 1), "stop_strings": parse_stop(stop)}
@@ -169,6 +176,26 @@ def recolour(colour_by, request: gr.Request = None):
     if not last:
         return gr.skip()
     return Columns(last["info"], colour_by, last["prompt"]).html(last["results"])
+
+
+def precision_note(models: dict, weights: str) -> str:
+    """Which columns generate with ``weights`` and which stay float32 (a family that cannot)."""
+    dtype = {"bfloat16": torch.bfloat16}[weights]
+    converted = [name for name, (model, _) in models.items() if next(model.parameters()).dtype == dtype]
+    kept = [name for name in models if name not in converted]
+    if not kept:
+        return f"{weights} weights: {', '.join(converted)}"
+    stays, its = ("stays", "its family") if len(kept) == 1 else ("stay", "their families")
+    return (f"{weights} weights: {', '.join(converted) or 'none'}; {', '.join(kept)} {stays} float32 "
+            f"({its} cannot generate in {weights})")
+
+
+def bf16_machine_note() -> str:
+    instructions = bf16_instructions()
+    if instructions:
+        return (f"this CPU multiplies bf16 natively ({instructions}); the texts agree with float32's for a while, "
+                "then part where rounding flips a near tie")
+    return "this CPU has no bf16 instructions: torch emulates bf16, so it is far slower here than float32"
 
 
 CSS = """
@@ -202,6 +229,8 @@ def build(choices: list[str]) -> tuple[gr.Dropdown, gr.Textbox]:
     merge_adapters = gr.Checkbox(False, label="merge LoRA adapters into their base weights",
                                  info=("same text, the base's speed; compare an adapter with its base, e.g. "
                                        "gpt-kjv-lora and gpt"))
+    weights = gr.Radio([("float32, as trained", "float32"), ("bfloat16: half the bytes to read per token", "bfloat16")],
+                       value="float32", label="weights while generating (weights)", info=bf16_machine_note())
     run = gr.Button("Generate", variant="primary")
     note = gr.Markdown()
     colour_by = gr.Radio(list(COLOUR_BY), value="probability", label="colour tokens by")
@@ -212,7 +241,7 @@ def build(choices: list[str]) -> tuple[gr.Dropdown, gr.Textbox]:
     with gr.Accordion("every token's probability, entropy and top 5", open=False):
         tokens = gr.JSON()
     run.click(compare, [names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode, stop, colour_by,
-                        merge_adapters],
+                        merge_adapters, weights],
               [columns, texts, note, tokens], api_name="compare", show_progress_on=note)
     colour_by.change(recolour, [colour_by], [columns], api_name="recolour")
     return names, prompt

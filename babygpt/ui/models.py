@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..checkpoint import (
@@ -28,7 +28,10 @@ from ..checkpoint import (
     shipped_checkpoints,
     weights_path,
 )
+from ..kernels import bfloat16_weights
 from ..models import Family, family_of_saved
+
+WEIGHTS = ("float32", "bfloat16")  # the precisions a model can generate in
 
 
 class LoadedModels:
@@ -42,15 +45,18 @@ class LoadedModels:
         self._loaded: OrderedDict[tuple, tuple[tuple, Checkpoint]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path, base: Path | None, merged: bool) -> Checkpoint:
+    def get(self, path: Path, base: Path | None, merged: bool, weights: str = "float32") -> Checkpoint:
         # The weights' mtimes are part of the key: a retrained model or base loads afresh.
         version = (weights_path(path).stat().st_mtime,) + ((weights_path(base).stat().st_mtime,) if base else ())
-        key = (str(path), str(base), merged)
+        key = (str(path), str(base), merged, weights)
         with self._lock:
             if key in self._loaded and self._loaded[key][0] == version:
                 self._loaded.move_to_end(key)
                 return self._loaded[key][1]
-        if base is not None:
+        if weights == "bfloat16":  # a bf16 copy of the float32 model, which stays loaded as it was
+            full = self.get(path, base, merged)
+            checkpoint = replace(full, model=bfloat16_weights(full.model))
+        elif base is not None:
             checkpoint = load_adapter(path, base=base, merged=merged)
         else:
             checkpoint = load_checkpoint(path)
@@ -72,13 +78,17 @@ class LoadedModels:
 loaded_models = LoadedModels()
 
 
-def load(path: Path, merged: bool = False, bases: dict[str, Path] | None = None) -> Checkpoint:
+def load(path: Path, merged: bool = False, bases: dict[str, Path] | None = None,
+         weights: str = "float32") -> Checkpoint:
     """A loaded checkpoint, cached until its weights file (or an adapter's base's) changes.
 
     An adapter sits on the base its config names, looked up among ``bases`` (default: the shipped
-    models). ``merged``: the adapter's update folded into the base weights, a copy of its own."""
+    models). ``merged``: the adapter's update folded into the base weights, a copy of its own.
+    ``weights="bfloat16"``: a copy in bf16 for generating (``kernels.bfloat16_weights``)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     base = base_among(path, shipped_checkpoints() if bases is None else bases) if is_adapter(path) else None
-    return loaded_models.get(Path(path), base, merged and base is not None)
+    return loaded_models.get(Path(path), base, merged and base is not None, weights)
 
 
 def family_at(path: Path) -> Family:
@@ -125,9 +135,9 @@ class Session:
             raise ValueError(f"no model named {name!r}; choose one of: {', '.join(models) or 'none'}")
         return models[name]
 
-    def load(self, name: str, merged: bool = False) -> Checkpoint:
+    def load(self, name: str, merged: bool = False, weights: str = "float32") -> Checkpoint:
         """One of this session's models, loaded; an adapter only ever on a base this session has."""
-        return load(self.path_of(name), merged, bases=self.models())
+        return load(self.path_of(name), merged, bases=self.models(), weights=weights)
 
     def new_model_dir(self, base_name: str) -> tuple[str, Path]:
         """A fresh, unused name and folder for a model this session is about to make."""
