@@ -98,10 +98,6 @@ def column_major(weight: torch.Tensor) -> torch.Tensor:
     return weight.t().contiguous().t()
 
 
-def column_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return F.linear(x, weight, bias)  # timed on column-major copies of the weights
-
-
 def fastest_linear(model: nn.Module, margin: float = 0.05, rounds: int = 20) -> dict:
     """Time three ways of the one-row product on the model's own matrices (one row each, in the
     model's order, on this machine): ``F.linear`` on the weights as stored ("plain"), oneDNN's
@@ -117,7 +113,7 @@ def fastest_linear(model: nn.Module, margin: float = 0.05, rounds: int = 20) -> 
     distinct = list({id(layer): layer for _, _, layer in layers}.values())  # a shared layer once
     plain = seconds_per_shape(F.linear, distinct, rounds)
     onednn = seconds_per_shape(onednn_linear, distinct, rounds)
-    column = seconds_per_shape(column_linear, [column_major_twin(layer) for layer in distinct], rounds)
+    column = seconds_per_shape(F.linear, [column_major_twin(layer) for layer in distinct], rounds)
     report = {}
     for shape in plain:
         times = {"plain": plain[shape], "onednn": onednn[shape], "column": column[shape]}
