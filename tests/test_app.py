@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 import threading
 import time
 import zipfile
@@ -105,6 +106,23 @@ def test_compare_shows_what_each_model_believed_and_feeds_the_attention_tab(app_
     _, _, note, details = c.predict(["gpt"], "To be, or not to be " * 10, 3, 0.8, 0, 1.0, 0, "greedy",
                                     api_name="/compare")
     assert "gpt sees only the last 64 tokens" in note and details["gpt"]["context_cut"]
+
+
+def test_compare_streams_colour_only_and_the_last_drawing_has_every_hover_text(app_url):
+    """Each redraw sends the whole columns: while the models write they carry colours only, a
+    quarter of the bytes; the hover text of every token comes with the last drawing."""
+    job = client(app_url).submit(["gpt", "llama"], "Hamlet:\n", 120, 1.0, 0, 1.0, 0, api_name="/compare")
+    _, _, _, details = job.result()
+    *redraws, last = [output[0] for output in job.outputs()]
+    assert redraws, "the columns stream while the models write"
+    for drawn in redraws:
+        assert "class='bg-tok'" in drawn and " title=" not in drawn
+    tokens = sum(d["new_tokens"] for d in details.values())
+    assert last.count("<span class='bg-tok'") == tokens == 240
+    assert len(re.findall(r"<span class='bg-tok' style='[^']*' title='[^']*the model&#x27;s top 5", last)) == tokens
+    columns = lambda drawn: [re.sub(r"<[^>]*>", "", text) for text in re.findall(r"<pre[^>]*>(.*?)</pre>", drawn, re.S)]  # noqa: E731
+    for streamed, final in zip(columns(redraws[-1]), columns(last), strict=True):
+        assert final.startswith(streamed) and len(streamed) > len("Hamlet:\n"), "the same tokens, only lighter"
 
 
 def test_attention_and_stats_and_download(app_url):

@@ -35,11 +35,14 @@ def shade(fraction: float) -> str:
     return f"hsla({120 * min(max(fraction, 0.0), 1.0):.0f}, 75%, 50%, 0.35)"
 
 
-def token_html(step, colour_by: str, max_bits: float) -> str:
+def token_html(step, colour_by: str, max_bits: float, tip: bool = True) -> str:
+    """A token's coloured span; ``tip``: with the hover text of its probabilities and top 5."""
     if colour_by == "entropy":  # a sure model (low entropy) is green, a clueless one red
         colour = shade(1 - step.entropy / max_bits if max_bits else 1.0)
     else:
         colour = shade(step.probability)
+    if not tip:
+        return f"<span class='bg-tok' style='background:{colour}'>{html.escape(step.text)}</span>"
     alternatives = "\n".join(f"{text!r}  {p:.3f}" for text, p in step.alternatives)
     tip = (f"{step.text!r}: p = {step.probability:.3f}, entropy {step.entropy:.2f} bits\n"
            f"the model's top {len(step.alternatives)}:\n{alternatives}")
@@ -79,18 +82,22 @@ def legend(colour_by: str) -> str:
 
 
 class Columns:
-    """The columns as HTML, each token's span drawn once: a redraw then costs a join, not a re-render."""
+    """The columns as HTML, each token's span drawn once: a redraw then costs a join, not a re-render.
+
+    While the models write, the spans carry their colour only; the hover text (a token's
+    probability and the model's top 5, four fifths of the bytes) comes with the last drawing. Every
+    redraw sends the whole columns to the page, so this makes each one about a quarter the size."""
 
     def __init__(self, info: dict, colour_by: str, prompt: str):
         self.info, self.colour_by, self.prompt = info, colour_by, prompt
-        self.spans = {name: [] for name in info}
+        self.spans = {(name, tips): [] for name in info for tips in (False, True)}
 
-    def html(self, results: dict) -> str:
+    def html(self, results: dict, tips: bool = True) -> str:
         cells = []
         for name, result in results.items():
-            meta, spans = self.info[name], self.spans[name]
+            meta, spans = self.info[name], self.spans[name, tips]
             max_bits = math.log2(meta["vocab_size"]) if meta["vocab_size"] > 1 else 0.0
-            spans += [token_html(step, self.colour_by, max_bits) for step in result["steps"][len(spans):]]
+            spans += [token_html(step, self.colour_by, max_bits, tips) for step in result["steps"][len(spans):]]
             cells.append(column_html(name, result, meta, self.prompt, "".join(spans)))
         return legend(self.colour_by) + "<div class='bg-grid'>" + "".join(cells) + "</div>"
 
@@ -159,7 +166,8 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
         session.touch()
         if time.monotonic() - last_drawn >= REDRAW_SECONDS:
             last_drawn = time.monotonic()
-            yield columns.html(results), {n: r["text"] for n, r in results.items()}, " · ".join(notes), gr.skip()
+            yield (columns.html(results, tips=False), {n: r["text"] for n, r in results.items()}, " · ".join(notes),
+                   gr.skip())
     cut = [f"{n} sees only the last {info[n]['block_size']} tokens" for n, r in results.items() if r["context_cut"]]
     if cut:
         notes.append("the prompt is longer than the context: " + "; ".join(cut))
