@@ -109,8 +109,8 @@ def test_compare_shows_what_each_model_believed_and_feeds_the_attention_tab(app_
 
 
 def test_compare_streams_colour_only_and_the_last_drawing_has_every_hover_text(app_url):
-    """Each redraw sends the whole columns: while the models write they carry colours only, a
-    quarter of the bytes; the hover text of every token comes with the last drawing."""
+    """Each redraw sends the whole columns: while the models write they carry colours only; the
+    hover text of every token comes with the last drawing."""
     job = client(app_url).submit(["gpt", "llama"], "Hamlet:\n", 120, 1.0, 0, 1.0, 0, api_name="/compare")
     _, _, _, details = job.result()
     *redraws, last = [output[0] for output in job.outputs()]

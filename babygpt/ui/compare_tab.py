@@ -85,8 +85,8 @@ class Columns:
     """The columns as HTML, each token's span drawn once: a redraw then costs a join, not a re-render.
 
     While the models write, the spans carry their colour only; the hover text (a token's
-    probability and the model's top 5, four fifths of the bytes) comes with the last drawing. Every
-    redraw sends the whole columns to the page, so this makes each one about a quarter the size."""
+    probability and the model's top 5, most of a span's bytes) comes with the last drawing: every
+    redraw sends the whole columns to the page, which parses them all again."""
 
     def __init__(self, info: dict, colour_by: str, prompt: str):
         self.info, self.colour_by, self.prompt = info, colour_by, prompt
