@@ -18,6 +18,9 @@ model that did not fit the processor's last-level cache may fit it. It pays only
 multiplies bf16 natively (``machine.bf16_instructions()``); elsewhere torch emulates bf16, far slower
 than float32. The logits differ from float32's by bf16's rounding (about three significant digits), so
 greedy texts agree for a while and then part: ``bench/generate_speed.py`` reports where, per model.
+Where the CPU has those instructions the copy's Linears are ``PackedBF16Linear``: the same oneDNN
+product bf16 ``F.linear`` runs, bit for bit, on a weight packed once into oneDNN's blocked layout
+instead of reordered at every call.
 
 ``OneDNNLinear`` has ``nn.Linear``'s parameters and state dict and shares the tensors of the layer it
 replaces (a tied head stays tied). It takes oneDNN only when autograd is off (the kernel has no
@@ -34,6 +37,8 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .machine import bf16_instructions
 
 ONEDNN_AVAILABLE = (
     platform.machine().lower() in ("x86_64", "amd64")
@@ -161,10 +166,43 @@ def use_plain_linear(model: nn.Module) -> nn.Module:
     return model
 
 
+class PackedBF16Linear(nn.Linear):
+    """``nn.Linear`` for a bf16 copy that generates: oneDNN's product on the weight packed once
+    into oneDNN's own blocked layout, kept beside it.
+
+    ``F.linear`` in bf16 also runs oneDNN, but hands it the weight as stored, which oneDNN
+    reorders on every call; packing once gives the same numbers (the same kernel) for a fraction
+    of the time a call takes. The packed copy is made on first use and again whenever the weight
+    changes (another tensor, or written in place); with autograd on, or an input not bf16 on the
+    CPU, the layer is plain ``F.linear``. A copy of the layer (``copy.deepcopy``) packs afresh:
+    oneDNN's layout is opaque to the rest of torch."""
+
+    packed: tuple | None = None  # (the weight's identity and version, its packed copy)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if torch.is_grad_enabled() or not x.is_cpu or x.dtype != torch.bfloat16 or weight.dtype != torch.bfloat16:
+            return F.linear(x, weight, self.bias)
+        key = (id(weight), weight.data_ptr(), weight._version)
+        if self.packed is None or self.packed[0] != key:
+            self.packed = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1))  # tuned for one row
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed[1], self.bias, "none", [], "")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("packed", None)
+        return state
+
+
 def bfloat16_weights(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every floating-point weight and buffer in bfloat16, in eval mode,
     for generation (its caches follow the weights' dtype). The model itself is left untouched. A
-    family that cannot generate in bf16 (``generates_in_bf16``, the LSTM) is returned as it is."""
+    family that cannot generate in bf16 (``generates_in_bf16``, the LSTM) is returned as it is.
+    Where the CPU multiplies bf16 natively, its Linears are ``PackedBF16Linear``."""
     if not getattr(model, "generates_in_bf16", True):
         return model
-    return copy.deepcopy(model).to(torch.bfloat16).eval()
+    half = copy.deepcopy(model).to(torch.bfloat16).eval()
+    if ONEDNN_AVAILABLE and bf16_instructions():
+        for parent, name, layer in linear_layers(use_plain_linear(half)):
+            setattr(parent, name, retyped(layer, PackedBF16Linear))
+    return half

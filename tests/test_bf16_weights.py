@@ -1,10 +1,14 @@
 """babygpt.kernels.bfloat16_weights: a bf16 copy of a model for generation, and its place in Compare."""
 
+import copy
+
 import pytest
 import torch
 
+from babygpt import kernels
 from babygpt.checkpoint import load_checkpoint, shipped_checkpoints
-from babygpt.kernels import bfloat16_weights
+from babygpt.kernels import ONEDNN_AVAILABLE, PackedBF16Linear, bfloat16_weights
+from babygpt.machine import bf16_instructions
 from babygpt.sampling import token_ids
 from babygpt.ui import compare_tab
 from babygpt.ui.models import load
@@ -43,6 +47,45 @@ def test_a_bf16_copy_generates_with_a_cache_of_its_own_dtype(name):
     steps = list(token_ids(model, [1, 2, 3], 20, temperature=0.0))
     assert len(steps) == 20 and all(0 <= t < model.config.vocab_size for t, _, _ in steps)
     assert all(logits.dtype == torch.bfloat16 for _, logits, _ in steps)
+
+
+NATIVE_BF16 = bool(ONEDNN_AVAILABLE and bf16_instructions())
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="packs only where the CPU multiplies bf16 natively")
+@pytest.mark.parametrize("name", ["gpt", "llama", "gpt-kjv-lora"])
+def test_packed_bf16_layers_compute_what_plain_bf16_does_and_follow_their_weights(name):
+    checkpoint = load(shipped_checkpoints()[name])  # an adapter too: its base's Linears and its own
+    half, plain = bfloat16_weights(checkpoint.model), copy.deepcopy(checkpoint.model).to(torch.bfloat16).eval()
+    packed = [m for m in half.modules() if isinstance(m, PackedBF16Linear)]
+    assert packed and not any(type(m) is torch.nn.Linear for m in half.modules()), "every Linear packed"
+    ids = torch.tensor([checkpoint.tokenizer.encode(TEXT)[: half.config.block_size]])
+    with torch.inference_mode():
+        assert torch.equal(half(ids)[0], plain(ids)[0]), "the same kernel as bf16 F.linear, bit for bit"
+        assert torch.equal(half(ids[:, :1])[0], plain(ids[:, :1])[0])
+    layer = packed[0]
+    x = torch.randn(1, 3, layer.in_features, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        before = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(2)  # written in place: the packed copy is stale and must be made again
+    with torch.inference_mode():
+        after = layer(x)
+    assert torch.equal(after, torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert not torch.equal(after, before)
+    twin = copy.deepcopy(half)  # oneDNN's packed layout cannot be copied: the copy packs afresh
+    with torch.inference_mode():
+        assert torch.equal(twin(ids)[0], half(ids)[0])
+    with torch.enable_grad():  # autograd on: plain F.linear, which has a backward
+        y = layer(x.requires_grad_())
+    assert y.grad_fn is not None
+
+
+def test_without_native_bf16_the_copy_keeps_plain_linears(monkeypatch):
+    monkeypatch.setattr(kernels, "bf16_instructions", lambda: None)
+    half = bfloat16_weights(load(SHIPPED["gpt"]).model)
+    assert not any(isinstance(m, PackedBF16Linear) for m in half.modules())
+    assert any(type(m) is torch.nn.Linear for m in half.modules())
 
 
 def test_the_app_keeps_the_float32_model_and_its_bf16_copy_apart():
