@@ -41,13 +41,13 @@ def token_html(step, colour_by: str, max_bits: float, tip: bool = True) -> str:
         colour = shade(1 - step.entropy / max_bits if max_bits else 1.0)
     else:
         colour = shade(step.probability)
-    if not tip:
-        return f"<span class='bg-tok' style='background:{colour}'>{html.escape(step.text)}</span>"
-    alternatives = "\n".join(f"{text!r}  {p:.3f}" for text, p in step.alternatives)
-    tip = (f"{step.text!r}: p = {step.probability:.3f}, entropy {step.entropy:.2f} bits\n"
-           f"the model's top {len(step.alternatives)}:\n{alternatives}")
-    return (f"<span class='bg-tok' style='background:{colour}' title='{html.escape(tip, quote=True)}'>"
-            f"{html.escape(step.text)}</span>")
+    title = ""
+    if tip:
+        alternatives = "\n".join(f"{text!r}  {p:.3f}" for text, p in step.alternatives)
+        hover = (f"{step.text!r}: p = {step.probability:.3f}, entropy {step.entropy:.2f} bits\n"
+                 f"the model's top {len(step.alternatives)}:\n{alternatives}")
+        title = f" title='{html.escape(hover, quote=True)}'"
+    return f"<span class='bg-tok' style='background:{colour}'{title}>{html.escape(step.text)}</span>"
 
 
 def adapter_note(config: dict, merged: bool) -> str:
