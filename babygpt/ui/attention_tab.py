@@ -4,6 +4,7 @@ after every layer."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -33,22 +34,34 @@ def heatmap(weights, tokens: list[str], title: str) -> go.Figure:
     return figure
 
 
-def grid(weights, tokens: list[str]) -> go.Figure:
-    n_layer, n_head = weights.shape[:2]
+@functools.lru_cache(maxsize=32)
+def grid_layout(n_layer: int, n_head: int) -> dict:
+    """The layout of an n_layer × n_head grid of heatmaps, as plain data.
+
+    ``make_subplots`` and ``add_trace(row=, col=)`` validate the whole figure on every call, which
+    was most of a heatmap request's time: the layout is made once per grid shape, and each heatmap
+    names its own axes (``x3``/``y3`` for the third cell, as ``make_subplots`` numbers them).
+    """
     figure = make_subplots(rows=n_layer, cols=n_head, horizontal_spacing=0.02, vertical_spacing=0.04,
                            subplot_titles=[f"L{l} H{h}" for l in range(n_layer) for h in range(n_head)])
-    labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(tokens)]
-    for l in range(n_layer):
-        for h in range(n_head):
-            figure.add_trace(go.Heatmap(z=weights[l, h].tolist(), x=labels, y=labels, colorscale="Blues", zmin=0,
-                                        zmax=1, showscale=False,
-                                        hovertemplate=(f"L{l} H{h}<br>query %{{y}}<br>key %{{x}}<br>weight "
-                                                       f"%{{z:.3f}}<extra></extra>")),
-                             row=l + 1, col=h + 1)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")
     figure.update_layout(height=max(300, 170 * n_layer), margin={"l": 10, "r": 10, "t": 40, "b": 10})
-    return figure
+    return figure.layout.to_plotly_json()
+
+
+def grid(weights, tokens: list[str]) -> go.Figure:
+    n_layer, n_head = weights.shape[:2]
+    labels = [f"{i}:{t!r}"[:12] for i, t in enumerate(tokens)]
+    traces = []
+    for l in range(n_layer):
+        for h in range(n_head):
+            cell = "" if l == 0 and h == 0 else str(l * n_head + h + 1)
+            traces.append(dict(type="heatmap", z=weights[l, h].tolist(), x=labels, y=labels, colorscale="Blues",
+                               zmin=0, zmax=1, showscale=False, xaxis=f"x{cell}", yaxis=f"y{cell}",
+                               hovertemplate=(f"L{l} H{h}<br>query %{{y}}<br>key %{{x}}<br>weight "
+                                              f"%{{z:.3f}}<extra></extra>")))
+    return go.Figure(data=traces, layout=grid_layout(n_layer, n_head))  # plotly copies it
 
 
 def attention_model(name, request):
