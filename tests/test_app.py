@@ -550,6 +550,16 @@ def test_an_ablation_stops_between_runs_and_keeps_what_finished(app_url):
     assert c.predict(api_name="/stop_ablation") == "no ablation of yours is running"
 
 
+def test_an_ablation_stopped_before_its_first_run_trains_none(app_url):
+    c = client(app_url)
+    _, _, _, _, ticket = c.predict("bigram", "block_size", "4,8", 1, 1, "shakespeare", api_name="/ablate")
+    assert c.predict(api_name="/stop_ablation").startswith("stopping")
+    status, _, board, files, next_ticket = c.predict(ticket, api_name="/ablation_run")
+    assert status == "stopped before any run finished." and not board["data"] and not files
+    assert next_ticket == {"__type__": "update"}, "no further run is queued"
+    assert c.predict(api_name="/stop_ablation") == "no ablation of yours is running"
+
+
 def test_the_tokenizer_lab_trains_a_bpe_and_compares_it_with_characters(app_url):
     c = client(app_url)
     tokens, merges, note = c.predict("shakespeare", 300, "To be, or not to be", None, api_name="/tokenizer_lab")

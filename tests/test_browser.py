@@ -445,6 +445,9 @@ def test_the_tokenizer_lab_colours_tokens_and_queues_the_char_against_bpe_ablati
     page.get_by_role("button", name="Queue the characters-against-BPE ablation (gpt, 20 s each) →").click()
     page.get_by_text("3 runs queued (tokenizer ∈ {char, bpe-512, bpe-1024}").wait_for(timeout=60_000)
     assert value_becomes(page.get_by_label("knob (the setting to change)"), "tokenizer")
+    # Stop while the first run trains: pressed before it takes its turn, Stop ends the ablation with no run
+    # (test_app's test_an_ablation_stopped_before_its_first_run_trains_none), and nothing would be on the board.
+    page.wait_for_function("document.body.innerText.includes('run 1 of 3: tokenizer=char')", timeout=120_000)
     page.get_by_role("button", name="Stop the ablation").click()
     page.wait_for_function("document.body.innerText.includes('stopped: 1 of 3 runs')", timeout=120_000)
     assert "tokenizer=char" in page.locator("#ablation-board").inner_text()
