@@ -96,7 +96,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scores
     weighted_asked = weighted_hook is not None and weighted_hook.asked
     if not (scores_hook.asked or pattern_hook.asked or weighted_asked):
         if bias is not None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
+            # As (1, H, T, S): given a 3-D mask, the CPU kernel falls back to its slower unfused path.
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype)[None], dropout_p=dropout)
         mask, is_causal = sdpa_causality(start, T, S, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal,
                                               enable_gqa=group > 1)
