@@ -13,8 +13,11 @@ The cache (``use_cache=True``, the default; whatever the family's ``new_cache`` 
     embedding changes when the window moves; with RoPE the first layer could keep its keys, but a
     deeper layer's keys were computed from tokens that have since left the window. Re-encoding
     keeps cached generation equal to uncached generation (same tokens, logits within float
-    rounding) at every length; past ``block_size`` it costs what uncached generation costs. A
-    recurrent family's cache is its state, which never needs re-encoding.
+    rounding) at every length. Past ``block_size`` a step costs about what uncached generation
+    costs, less the work no other position needs: the cached path asks the model for the last
+    position only (``last_position_only``), so the final block computes one query, one MLP row and
+    one row of logits, yet still caches every key and value. A recurrent family's cache is its
+    state, which never needs re-encoding.
 
 Randomness, and fair comparisons
     Every sampled step draws exactly one uniform number ``u`` from a ``torch.Generator`` made for the
@@ -116,7 +119,7 @@ class Context:
             self.window_start = start
             self.encodes += 1
         new = ids[start + self.cache.length :]
-        logits, _ = self.model(torch.tensor([new], device=self.device), cache=self.cache)
+        logits, _ = self.model(torch.tensor([new], device=self.device), cache=self.cache, last_position_only=True)
         return logits[0, -1]
 
 

@@ -122,7 +122,8 @@ def hf_model(shape: Shape):
 
 class Before(torch.nn.Module):
     """The older model code under today's sampler, which asks for ``max_context`` and passes the
-    cache by keyword (the older forward also took ``return_attention``)."""
+    cache by keyword (the older forward also took ``return_attention``, and computed every position:
+    ``last_position_only`` is accepted and ignored, as the sampler reads the last position anyway)."""
 
     def __init__(self, model):
         super().__init__()
@@ -135,7 +136,7 @@ class Before(torch.nn.Module):
     def new_cache(self, batch_size: int = 1):
         return self.model.new_cache(batch_size)
 
-    def forward(self, idx, targets=None, cache=None):
+    def forward(self, idx, targets=None, cache=None, last_position_only=False):
         return self.model(idx, targets, cache=cache)
 
 

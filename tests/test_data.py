@@ -81,7 +81,7 @@ class OracleAdder(LanguageModel):
         self.tokenizer, self.wrong = tokenizer, wrong
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, idx, targets=None, cache=None):
+    def forward(self, idx, targets=None, cache=None, last_position_only=False):
         text = self.tokenizer.decode(idx[0].tolist())
         question, _, done = text.rpartition("\n")[2].partition("=")
         a, b = map(int, question.split("+"))

@@ -92,6 +92,29 @@ def test_feeding_a_sequence_in_pieces_through_the_cache_equals_one_forward(name)
         model(ids[:, :1], cache=cache)
 
 
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_the_last_position_alone_equals_the_last_row_of_the_whole_forward(name):
+    """``last_position_only`` skips work, not information: the same last row of logits, with and
+    without a cache, and the cache it fills serves the next step as one filled by a whole forward."""
+    model = random_model(name, seed=4)
+    ids = torch.randint(0, 20, (2, BLOCK), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full, _ = model(ids)
+        last, _ = model(ids, last_position_only=True)
+        assert last.shape == (2, 1, 20)
+        assert torch.allclose(last, full[:, -1:], atol=1e-5, rtol=0)
+        if model.new_cache() is None:
+            return
+        whole, lean = model.new_cache(batch_size=2), model.new_cache(batch_size=2)
+        model(ids[:, :-1], cache=whole)
+        cached_last, _ = model(ids[:, :-1], cache=lean, last_position_only=True)
+        assert torch.allclose(cached_last, full[:, -2:-1], atol=1e-5, rtol=0)
+        after_whole, _ = model(ids[:, -1:], cache=whole)
+        after_lean, _ = model(ids[:, -1:], cache=lean)
+    assert torch.allclose(after_lean, after_whole, atol=1e-5, rtol=0)
+    assert torch.allclose(after_lean, full[:, -1:], atol=1e-5, rtol=0)
+
+
 def test_the_cache_is_allocated_once_and_encodes_only_when_the_window_moves(model):
     context = Context(model, use_cache=True)
     ids = [1, 2, 3]

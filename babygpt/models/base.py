@@ -4,7 +4,9 @@ A family is one file in this folder (a config dataclass, a ``LanguageModel`` sub
 and a ``FAMILY`` record) plus one line in ``FAMILIES`` (``__init__.py``). The rest of BabyGPT never
 asks which family it holds: it asks the model, and each family answers in its own file.
 
-- the computation: ``forward(idx, targets=None, cache=None)`` -> ``(logits, loss)``
+- the computation: ``forward(idx, targets=None, cache=None, last_position_only=False)`` ->
+  ``(logits, loss)``; ``last_position_only`` (for generation) returns the last position's logits
+  only, ``(B, 1, V)``, and skips what no other position's logits need
 - what there is to look at: ``HookPoint``\\ s, read with ``run_with_cache(idx, names)``; families with
   attention (``has_attention``) name each layer's pattern ``blocks.{i}.attn.pattern`` and its
   residual stream ``blocks.{i}.resid_pre`` / ``resid_post``, read out by ``unembed``
@@ -158,10 +160,12 @@ def head_and_loss_bytes(width: int, vocab_size: int, bytes_per_value: int) -> in
 class LanguageModel(nn.Module):
     """A next-token predictor: ids ``(B, T)`` -> logits ``(B, T, V)`` and, given targets, the loss.
 
-    ``forward(idx, targets=None, cache=None)`` returns ``(logits, loss)``; with a ``cache`` from
-    ``new_cache()``, ``idx`` continues the positions the cache holds. The class attributes and the
-    methods below are each family's answers to what the rest of BabyGPT needs to know (see the
-    module docstring); the defaults fit a family without attention and without a cache.
+    ``forward(idx, targets=None, cache=None, last_position_only=False)`` returns ``(logits, loss)``;
+    with a ``cache`` from ``new_cache()``, ``idx`` continues the positions the cache holds (and the
+    cache still receives every position's keys and values when ``last_position_only`` is set). The
+    class attributes and the methods below are each family's answers to what the rest of BabyGPT
+    needs to know (see the module docstring); the defaults fit a family without attention and
+    without a cache.
     """
 
     config: BaseConfig

@@ -32,8 +32,11 @@ class Bigram(LanguageModel):
         nn.init.zeros_(self.table.weight)  # start from the uniform distribution
         self.hook_logits = HookPoint("logits")
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+                last_position_only: bool = False):
         self.check_input(idx)
+        if last_position_only:  # each position reads its own token only
+            idx = idx[:, -1:]
         logits = self.hook_logits(self.table(idx))  # (B, T, V): row idx[b, t] of the table
         return logits, self.loss(logits, targets)
 

@@ -140,7 +140,7 @@ class CausalSelfAttention(nn.Module):
         bias = self.log_time_weight[:, distance.clamp(min=0)]
         return bias.masked_fill(~allowed, float("-inf"))
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None, last_query_only: bool = False) -> torch.Tensor:
         B, T, _ = x.shape
         # (B, T, 3 * n_head * head_dim) -> q, k, v, each (B, n_head, T, head_dim)
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -149,6 +149,8 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # the new positions follow the cached ones; attend over all of them
             start = cache.start
             k, v = cache.store(k, v)
+        if last_query_only:  # every key and value is still needed (and cached), but one query
+            q, start, T = q[:, :, -1:], start + T - 1, 1  # (B, nh, 1, hs), at the last position
         bias = self.score_bias(start, T, k.size(2), x.device) if self.log_time_weight is not None else None
         y = attend(q, k, v, start, self.hook_scores, self.hook_pattern, bias, self.hook_weighted_scores,
                    dropout=self.dropout if self.training else 0.0)
@@ -188,9 +190,13 @@ class Block(nn.Module):
         else:
             self.mlp = None
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None,
+                last_position_only: bool = False) -> torch.Tensor:
+        """``last_position_only``: the block's output at the last position only, (B, 1, C)."""
         x = self.hook_resid_pre(x)
-        attended = self.attn(self.hook_norm1(self.ln_1(x)), cache)
+        attended = self.attn(self.hook_norm1(self.ln_1(x)), cache, last_query_only=last_position_only)
+        if last_position_only:
+            x = x[:, -1:]
         x = self.hook_resid_mid(x + self.hook_attn_out(attended))
         if self.mlp is not None:
             x = x + self.hook_mlp_out(self.mlp(self.hook_norm2(self.ln_2(x))))
@@ -234,14 +240,16 @@ class GPT(LanguageModel):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                last_position_only: bool = False):
         start = cache.length if cache is not None else 0
         self.check_input(idx, start)
         pos = torch.arange(start, start + idx.size(1), device=idx.device)
         x = self.hook_embed(self.transformer.wte(idx)) + self.hook_pos_embed(self.transformer.wpe(pos))  # (B, T, C)
         x = self.transformer.drop(x)
+        last = len(self.transformer.h) - 1
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache.layer(i) if cache is not None else None)
+            x = block(x, cache.layer(i) if cache is not None else None, last_position_only and i == last)
         if cache is not None:
             cache.advance(idx.size(1))
         logits = self.unembed(x)

@@ -161,7 +161,8 @@ class Attention(nn.Module):
         self.hook_q_rot, self.hook_k_rot = hook("q_rot"), hook("k_rot")
         self.hook_scores, self.hook_pattern, self.hook_z = hook("scores"), hook("pattern"), hook("z")
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache | None = None,
+                last_query_only: bool = False):
         B, T, _ = x.shape
         q = self.hook_q(self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2))  # (B, nh, T, hs)
         k = self.hook_k(self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2))  # (B, n_kv, T, hs)
@@ -171,6 +172,8 @@ class Attention(nn.Module):
         if cache is not None:  # keys are cached already rotated to their positions
             start = cache.start
             k, v = cache.store(k, v)
+        if last_query_only:  # every key and value is still needed (and cached), but one query
+            q, start, T = q[:, :, -1:], start + T - 1, 1  # (B, nh, 1, hs), at the last position
         y = attend(q, k, v, start, self.hook_scores, self.hook_pattern, dropout=self.dropout if self.training else 0.0)
         y = self.hook_z(y).transpose(1, 2).contiguous().view(B, T, self.n_head * self.head_dim)
         return self.o_proj(y)
@@ -203,9 +206,13 @@ class Block(nn.Module):
         self.hook_resid_mid, self.hook_norm2, self.hook_mlp_out = hook("resid_mid"), hook("norm2"), hook("mlp_out")
         self.hook_resid_post = hook("resid_post")
 
-    def forward(self, x, cos, sin, cache: LayerCache | None = None):
+    def forward(self, x, cos, sin, cache: LayerCache | None = None, last_position_only: bool = False):
+        """``last_position_only``: the block's output at the last position only, (B, 1, C)."""
         x = self.hook_resid_pre(x)
-        attended = self.self_attn(self.hook_norm1(self.input_layernorm(x)), cos, sin, cache)
+        attended = self.self_attn(self.hook_norm1(self.input_layernorm(x)), cos, sin, cache,
+                                  last_query_only=last_position_only)
+        if last_position_only:
+            x = x[:, -1:]
         x = self.hook_resid_mid(x + self.hook_attn_out(attended))
         x = x + self.hook_mlp_out(self.mlp(self.hook_norm2(self.post_attention_layernorm(x))))
         return self.hook_resid_post(x)
@@ -238,14 +245,16 @@ class Llama(LanguageModel):
                 std = 0.02 / math.sqrt(2 * config.n_layer) if into_residual else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                last_position_only: bool = False):
         start = cache.length if cache is not None else 0
         self.check_input(idx, start)
         end = start + idx.size(1)
         cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
         x = self.drop(self.hook_embed(self.embed_tokens(idx)))  # (B, T, C): positions enter in attention
+        last = len(self.layers) - 1
         for i, block in enumerate(self.layers):
-            x = block(x, cos, sin, cache.layer(i) if cache is not None else None)
+            x = block(x, cos, sin, cache.layer(i) if cache is not None else None, last_position_only and i == last)
         if cache is not None:
             cache.advance(idx.size(1))
         logits = self.unembed(x)

@@ -116,7 +116,8 @@ class LSTM(LanguageModel):
     def max_context(self) -> int | None:
         return None  # the state carries the whole text
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: LSTMState | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: LSTMState | None = None,
+                last_position_only: bool = False):
         self.check_input(idx)
         x = self.drop(self.hook_embed(self.embedding(idx)))  # (B, T, n_embd)
         state = (cache.h, cache.c) if cache is not None and cache.length else None
@@ -130,6 +131,8 @@ class LSTM(LanguageModel):
         if cache is not None:
             cache.h, cache.c = h_n, c_n
             cache.length += idx.size(1)
+        if last_position_only:  # the recurrence ran over every position; the head needs only the last
+            h = h[:, -1:]
         logits = self.hook_logits(self.head(self.drop(h)))
         return logits, self.loss(logits, targets)
 

@@ -63,12 +63,15 @@ class NGram(LanguageModel):
         self.hook_embed, self.hook_logits = HookPoint("embed"), HookPoint("logits")
         self.hook_pre, self.hook_post = HookPoint("hidden.pre"), HookPoint("hidden.post")
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None,
+                last_position_only: bool = False):
         self.check_input(idx)
         context = self.config.n - 1
         padded = F.pad(idx, (context, 0), value=self.config.vocab_size)
         # windows[b, t] holds the n-1 tokens before position t+1, i.e. up to and including t.
         windows = padded.unfold(dimension=1, size=context, step=1)[:, 1:]  # (B, T, n-1)
+        if last_position_only:
+            windows = windows[:, -1:]  # (B, 1, n-1)
         x = self.hook_embed(self.embedding(windows).flatten(start_dim=2))  # (B, T, (n-1) * n_embd)
         x = self.dropout(self.hook_post(torch.tanh(self.hook_pre(self.hidden(x)))))
         logits = self.hook_logits(self.head(x))
