@@ -103,6 +103,8 @@ def test_the_last_position_alone_equals_the_last_row_of_the_whole_forward(name):
         last, _ = model(ids, last_position_only=True)
         assert last.shape == (2, 1, 20)
         assert torch.allclose(last, full[:, -1:], atol=1e-5, rtol=0)
+        with pytest.raises(ValueError, match="a loss needs logits for every target position"):
+            model(ids, ids, last_position_only=True)
         if model.new_cache() is None:
             return
         whole, lean = model.new_cache(batch_size=2), model.new_cache(batch_size=2)

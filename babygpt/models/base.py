@@ -188,6 +188,9 @@ class LanguageModel(nn.Module):
     def loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
         if targets is None:
             return None
+        if logits.shape[:-1] != targets.shape:  # last_position_only: one row of logits per sequence
+            raise ValueError(f"a loss needs logits for every target position: got logits {tuple(logits.shape)} for "
+                             f"targets {tuple(targets.shape)} (last_position_only is for generation)")
         # float() so a bf16 autocast forward still averages the loss in fp32.
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
