@@ -50,6 +50,36 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def record_texts(page, selector: str) -> None:
+    """Keep every text the element shows from now on (a status that a run's next line replaces
+    within a second would slip between a wait's polls)."""
+    page.evaluate("""selector => {
+        const seen = (window.seenTexts ??= {})[selector] = [];
+        const note = () => {
+            const text = document.querySelector(selector)?.innerText;
+            if (text !== undefined && text !== seen[seen.length - 1]) seen.push(text);
+        };
+        new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+        note();
+    }""", selector)
+
+
+SHOWS = "([selector, text]) => document.querySelector(selector)?.innerText.includes(text)"
+HAS_SHOWN = "([selector, text]) => window.seenTexts[selector].some(t => t.includes(text))"
+
+
+def shows(page, selector: str, text: str, timeout: float = 60_000, ever: bool = False) -> None:
+    """Wait until the element shows the text (``ever``: has shown it since ``record_texts``); fail
+    with what it shows, the page's messages and its console errors."""
+    try:
+        page.wait_for_function(HAS_SHOWN if ever else SHOWS, arg=[selector, text], timeout=timeout)
+    except playwright.TimeoutError:
+        shown = page.evaluate("s => window.seenTexts?.[s] ?? document.querySelector(s)?.innerText", selector)
+        toasts = page.evaluate("[...document.querySelectorAll('.toast-body')].map(t => t.innerText)")
+        pytest.fail(f"{selector} did not show {text!r} in {timeout / 1000:g} s; it shows {shown!r}; "
+                    f"messages on the page: {toasts}; console errors: {page.console_errors}")
+
+
 REFERENCE_CURVES = "[...document.querySelectorAll('.gtitle')].some(e => e.textContent.includes('for reference'))"
 
 
@@ -241,9 +271,10 @@ def test_an_ablation_runs_from_the_page_one_run_after_another(page):
     budget = visible(page.get_by_label("time budget per run, seconds (max_seconds, ≤ 60)"))
     budget.fill("2")
     budget.press("Enter")
+    record_texts(page, "#ablation-status")
     page.get_by_role("button", name="Run the ablation").click()
-    page.get_by_text("3 runs queued").wait_for(timeout=30_000)
-    page.wait_for_function("document.body.innerText.includes('done: 3 of 3 runs')", timeout=120_000)
+    shows(page, "#ablation-status", "3 runs queued", timeout=30_000, ever=True)
+    shows(page, "#ablation-status", "done: 3 of 3 runs", timeout=120_000)
     board = page.locator("#ablation-board").inner_text()
     assert all(f"learning_rate={lr}" in board for lr in ("0.1", "0.03", "0.01")) and "best" in board, board
     curves = "document.querySelectorAll('#ablation-chart .scatterlayer .trace').length"
@@ -442,12 +473,15 @@ def test_the_tokenizer_lab_colours_tokens_and_queues_the_char_against_bpe_ablati
     table = page.locator("#lab-table").inner_text()
     assert all(name in table for name in ("characters", "BPE-256", "BPE-512", "BPE-1024"))
     shot(page, "tokenizers")
+    record_texts(page, "#ablation-status")
     page.get_by_role("button", name="Queue the characters-against-BPE ablation (gpt, 20 s each) →").click()
-    page.get_by_text("3 runs queued (tokenizer ∈ {char, bpe-512, bpe-1024}").wait_for(timeout=60_000)
+    shows(page, "#ablation-status", "3 runs queued (tokenizer ∈ {char, bpe-512, bpe-1024}", ever=True)
     assert value_becomes(page.get_by_label("knob (the setting to change)"), "tokenizer")
     # Stop while the first run trains: pressed before it takes its turn, Stop ends the ablation with no run
     # (test_app's test_an_ablation_stopped_before_its_first_run_trains_none), and nothing would be on the board.
-    page.wait_for_function("document.body.innerText.includes('run 1 of 3: tokenizer=char')", timeout=120_000)
+    shows(page, "#ablation-status", "run 1 of 3: tokenizer=char", timeout=120_000)
     page.get_by_role("button", name="Stop the ablation").click()
-    page.wait_for_function("document.body.innerText.includes('stopped: 1 of 3 runs')", timeout=120_000)
+    shows(page, "#ablation-stop-note", "stopping")
+    # Stop's answer and the ablation's last word may arrive in either order: the last word stays.
+    shows(page, "#ablation-status", "stopped: 1 of 3 runs", timeout=120_000)
     assert "tokenizer=char" in page.locator("#ablation-board").inner_text()

@@ -242,8 +242,11 @@ def build_ablation() -> dict:
     with gr.Row():
         start = gr.Button("Run the ablation", variant="primary")
         stop = gr.Button("Stop the ablation")
+    # Stop answers here, not in the status: its answer may arrive after the ablation's last word,
+    # which it would otherwise overwrite.
+    stop_note = gr.Markdown(elem_id="ablation-stop-note")
     status = gr.Markdown("Press **Run the ablation**: the runs train one after another and their curves appear "
-                         "here as they train.")
+                         "here as they train.", elem_id="ablation-status")
     chart = gr.Plot(label="the ablation's runs (val solid, train dashed)", elem_id="ablation-chart")
     board = gr.Dataframe(headers=LEADERBOARD_HEADERS, label="leaderboard", elem_id="ablation-board")
     files = gr.File(label="results (CSV and JSON)", file_count="multiple", elem_id="ablation-files")
@@ -256,13 +259,16 @@ def build_ablation() -> dict:
                        outputs=outputs,
                        show_progress_on=status, concurrency_limit=None)
     start.click(**start_event, api_name="ablate")
+    # A new ablation clears the last one's Stop answer, in the page alone.
+    clear_stop_note = dict(fn=None, inputs=None, outputs=stop_note, js="() => ''", api_visibility="private")
+    start.click(**clear_stop_note)
     ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
                   show_progress_on=status)
-    stop.click(stop_ablation, None, status, api_name="stop_ablation", concurrency_limit=None)
+    stop.click(stop_ablation, None, stop_note, api_name="stop_ablation", concurrency_limit=None)
     form = [preset, knob, values, seeds, budget, corpus]
     copy_link_button("Copy a link to this ablation", ablation_link, form, "ablation_link")
     return {"fields": dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form)),
-            "start": start_event, "base_model": base_model}
+            "start": start_event, "clear_stop_note": clear_stop_note, "base_model": base_model}
 
 
 def build(choices: list[str], app: gr.Blocks) -> tuple[gr.Dropdown, dict]:

@@ -153,9 +153,11 @@ def build(app: gr.Blocks) -> dict:
 
 def connect(parts: dict, tabs: gr.Tabs, ablation: dict) -> None:
     """The ablation button: fill the Experiments tab's ablation form, open it, start the ablation
-    (``ablation``: the form's fields by link name, and ``start``: its Run button's event)."""
+    (``ablation``: the form's fields by link name, ``start``: its Run button's event, and
+    ``clear_stop_note``: the event that clears the last ablation's Stop answer)."""
     names = ("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus")
     fields = [ablation["fields"][name] for name in names]
     outputs = [tabs, *fields, ablation["base_model"]]  # the preset is the base, not a model of the visitor's
     parts["ablate"].click(to_ablation, parts["corpus"], outputs, api_name="tokenizer_ablation",
                           show_progress="hidden").success(**ablation["start"], api_name="ablate_tokenizers")
+    parts["ablate"].click(**ablation["clear_stop_note"])
