@@ -59,7 +59,10 @@ def record_texts(page, selector: str) -> None:
             const text = document.querySelector(selector)?.innerText;
             if (text !== undefined && text !== seen[seen.length - 1]) seen.push(text);
         };
-        new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+        const observers = (window.textObservers ??= {});
+        observers[selector]?.disconnect();  // a new record replaces the last one, and its watching
+        observers[selector] = new MutationObserver(note);
+        observers[selector].observe(document.body, {subtree: true, childList: true, characterData: true});
         note();
     }""", selector)
 

@@ -51,9 +51,14 @@ def test_every_event_of_the_app_is_a_named_public_api():
     from babygpt.ui import build_app
 
     app = build_app()
-    # unload is no API event, and the copy-link buttons' second step runs in the page only (no Python)
+    # unload is no API event; the copy-link buttons' second step and the clearing of Stop's answer
+    # when a run starts run in the page only (no Python)
     events = [fn for fn in app.fns.values() if fn.name != "forget_session" and fn.fn is not None]
-    assert sum(fn.fn is None and bool(fn.js) for fn in app.fns.values()) == 2, "only the two copy-link steps"
+    page_only = [fn for fn in app.fns.values() if fn.fn is None and bool(fn.js)]
+    clears = [fn for fn in page_only if fn.js == "() => ''"]
+    assert len(page_only) - len(clears) == 2, "the two copy-link steps"
+    assert len(clears) == 3, "Start training or fine-tune (one event), Run the ablation, the tokenizer lab's ablation"
+    assert all(fn.api_visibility == "private" for fn in page_only)
     assert events and all(fn.api_visibility == "public" for fn in events), [fn.name for fn in events]
     names = [fn.api_name for fn in events]
     assert len(names) == len(set(names)) and not any(n.startswith(("lambda", "describe_")) for n in names), names

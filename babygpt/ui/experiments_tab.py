@@ -41,7 +41,7 @@ from ..experiments import TABLE_HEADERS, X_AXES, comparability_note, comparison_
 from ..models import PRESETS, get_preset
 from .common import friendly, session_key, session_of, whole_number
 from .links import link_query
-from .train_tab import TRAINER_LINE, copy_link_button, trainer_turn
+from .train_tab import TRAINER_LINE, cleared_in_the_page, copy_link_button, stop_answer, trainer_turn
 
 MAX_RUNS = 12  # more lines than this on one chart is a tangle, not a comparison
 FIRST_RUNS = ("bigram", "ngram", "lstm", "gpt", "llama")
@@ -242,9 +242,7 @@ def build_ablation() -> dict:
     with gr.Row():
         start = gr.Button("Run the ablation", variant="primary")
         stop = gr.Button("Stop the ablation")
-    # Stop answers here, not in the status: its answer may arrive after the ablation's last word,
-    # which it would otherwise overwrite.
-    stop_note = gr.Markdown(elem_id="ablation-stop-note")
+    stop_note = stop_answer(stop, stop_ablation, "stop_ablation", "ablation-stop-note", [start.click])
     status = gr.Markdown("Press **Run the ablation**: the runs train one after another and their curves appear "
                          "here as they train.", elem_id="ablation-status")
     chart = gr.Plot(label="the ablation's runs (val solid, train dashed)", elem_id="ablation-chart")
@@ -259,16 +257,12 @@ def build_ablation() -> dict:
                        outputs=outputs,
                        show_progress_on=status, concurrency_limit=None)
     start.click(**start_event, api_name="ablate")
-    # A new ablation clears the last one's Stop answer, in the page alone.
-    clear_stop_note = dict(fn=None, inputs=None, outputs=stop_note, js="() => ''", api_visibility="private")
-    start.click(**clear_stop_note)
     ticket.change(ablation_run, ticket, outputs, api_name="ablation_run", concurrency_limit=1, concurrency_id="train",
                   show_progress_on=status)
-    stop.click(stop_ablation, None, stop_note, api_name="stop_ablation", concurrency_limit=None)
     form = [preset, knob, values, seeds, budget, corpus]
     copy_link_button("Copy a link to this ablation", ablation_link, form, "ablation_link")
     return {"fields": dict(zip(("ablate_preset", "knob", "values", "seeds", "budget", "ablate_corpus"), form)),
-            "start": start_event, "clear_stop_note": clear_stop_note, "base_model": base_model}
+            "start": start_event, "clear_stop_note": cleared_in_the_page(stop_note), "base_model": base_model}
 
 
 def build(choices: list[str], app: gr.Blocks) -> tuple[gr.Dropdown, dict]:

@@ -397,6 +397,21 @@ def stop(request: gr.Request) -> str:
     return "stopping after this step; the best model so far is kept…"
 
 
+def stop_answer(stop_button: gr.Button, stop_fn, api_name: str, elem_id: str, starts: list) -> gr.Markdown:
+    """Stop's answer, in a note of its own: it may arrive after the run's last word, which it
+    would overwrite in the run's status. Each of ``starts`` (a new run) clears it."""
+    note = gr.Markdown(elem_id=elem_id)
+    stop_button.click(stop_fn, None, note, api_name=api_name, concurrency_limit=None)
+    gr.on(starts, **cleared_in_the_page(note))
+    return note
+
+
+def cleared_in_the_page(component: gr.components.Component) -> dict:
+    """An event's arguments that empty the component in the page alone (a new run clears the
+    last one's Stop answer)."""
+    return dict(fn=None, inputs=None, outputs=component, js="() => ''", api_visibility="private")
+
+
 def preset_values(preset: str):
     """Fill the form with a preset's settings (a field the family lacks keeps a placeholder)."""
     family, model, train = resolve_settings(preset=preset)
@@ -525,9 +540,7 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
         start_lora = gr.Button("Start fine-tune", variant="primary", visible=False)
         stop_button = gr.Button("Stop")
         x_axis = gr.Radio(list(X_AXES), value="step", label="x axis")
-    # Stop answers here, not in the status: its answer may arrive after the run's last line
-    # ("… is ready"), which it would otherwise overwrite.
-    stop_note = gr.Markdown(elem_id="train-stop-note")
+    stop_answer(stop_button, stop, "stop_training", "train-stop-note", [start.click, start_lora.click])
     status, progress_bar, plot, sample, download = result_fields()
 
     form = [preset, n_layer, n_head, n_embd, block_size, batch_size, max_iters, learning_rate, max_seconds]
@@ -551,9 +564,6 @@ def build(model_names: gr.JSON, base_choices: list[str]) -> dict[str, gr.compone
         finetune, [*lora_form, drop_unknown, batch_size, max_iters, learning_rate, max_seconds, corpus, upload, x_axis],
         outputs, api_name="finetune", concurrency_limit=1, concurrency_id="train", show_progress_on=progress_bar,
     )
-    stop_button.click(stop, None, stop_note, api_name="stop_training", concurrency_limit=None)
-    # A new run clears the last one's Stop answer, in the page alone.
-    gr.on([start.click, start_lora.click], None, None, stop_note, js="() => ''", api_visibility="private")
     x_axis.change(redraw, x_axis, plot, api_name="redraw", concurrency_limit=None)
     copy_link_button("Copy a link to this form", form_link, linked := [*form, corpus, *more_knobs], "train_link")
     return {"base": base, "mode": mode, "preset": preset, "corpus": corpus, "max_seconds": max_seconds,
