@@ -49,13 +49,14 @@ def test_new_model_names_are_unique_and_safe():
 
 def test_every_event_of_the_app_is_a_named_public_api():
     from babygpt.ui import build_app
+    from babygpt.ui.train_tab import EMPTIED_IN_THE_PAGE
 
     app = build_app()
     # unload is no API event; the copy-link buttons' second step and the clearing of Stop's answer
     # when a run starts run in the page only (no Python)
     events = [fn for fn in app.fns.values() if fn.name != "forget_session" and fn.fn is not None]
     page_only = [fn for fn in app.fns.values() if fn.fn is None and bool(fn.js)]
-    clears = [fn for fn in page_only if fn.js == "() => ''"]
+    clears = [fn for fn in page_only if fn.js == EMPTIED_IN_THE_PAGE]
     assert len(page_only) - len(clears) == 2, "the two copy-link steps"
     assert len(clears) == 3, "Start training or fine-tune (one event), Run the ablation, the tokenizer lab's ablation"
     assert all(fn.api_visibility == "private" for fn in page_only)

@@ -406,10 +406,13 @@ def stop_answer(stop_button: gr.Button, stop_fn, api_name: str, elem_id: str, st
     return note
 
 
+EMPTIED_IN_THE_PAGE = "() => ''"
+
+
 def cleared_in_the_page(component: gr.components.Component) -> dict:
     """An event's arguments that empty the component in the page alone (a new run clears the
     last one's Stop answer)."""
-    return dict(fn=None, inputs=None, outputs=component, js="() => ''", api_visibility="private")
+    return dict(fn=None, inputs=None, outputs=component, js=EMPTIED_IN_THE_PAGE, api_visibility="private")
 
 
 def preset_values(preset: str):
