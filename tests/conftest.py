@@ -27,7 +27,7 @@ import torch
 from babygpt.data import load_text
 from babygpt.models import make_config
 
-from hub_server import FakeHub
+from hub_server import FakeHub, record_retry_waits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,12 +159,15 @@ HUB_TOKEN = "hf_secret_test_token_1234"
 
 @pytest.fixture
 def hub(monkeypatch):
+    """A Hub server on 127.0.0.1; ``hub.retry_waits`` lists the waits huggingface_hub skipped."""
     # huggingface_hub reads these once, at import: offline mode would refuse even 127.0.0.1, and
     # the xet transfer protocol (hf_xet is installed) is not spoken by the test server.
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+    waits = record_retry_waits(monkeypatch.setattr)
     with FakeHub(token=HUB_TOKEN) as server:
+        server.retry_waits = waits
         yield server
 
 

@@ -52,10 +52,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import re
 import threading
 import time
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -79,6 +81,26 @@ class HubError(Exception):
 
 def _repo_not_found() -> HubError:
     return HubError(404, "Repository not found", "RepoNotFound")
+
+
+# The huggingface_hub modules that wait between the retries of a failing request: an exponential
+# back-off of 1, 2, 4, 8 and 8 s, which a test of a failing Hub would spend asleep for each file.
+BACK_OFF_MODULES = ("huggingface_hub.utils._http", "huggingface_hub.file_download")
+
+
+def record_retry_waits(set_attribute=setattr) -> list[float]:
+    """Make huggingface_hub's waits between retries instant; return the list they are recorded in.
+
+    Every request is still made and every retry still happens; only the sleep between them is
+    skipped, so a test checks what follows the retries without waiting for them.
+    ``set_attribute``: pytest's ``monkeypatch.setattr`` (undone after the test), or plain
+    ``setattr`` in a test's own subprocess."""
+    waits: list[float] = []
+    for name in BACK_OFF_MODULES:
+        clock = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
+        clock.sleep = waits.append
+        set_attribute(importlib.import_module(name), "time", clock)
+    return waits
 
 
 class FakeHub:

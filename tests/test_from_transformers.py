@@ -219,6 +219,8 @@ def test_bad_imports_are_refused_with_a_clear_message(what, message, bpe, tmp_pa
     assert message in str(error.value)
     assert not (tmp_path / "copy").exists(), "nothing half-written"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".download-")], "no staging left"
+    if what == "a Hub that fails in the middle of a download":
+        assert len(request.getfixturevalue("hub").retry_waits) >= 5, "huggingface_hub retried the failing file"
 
 
 def test_security_md_lists_exactly_these_import_cases():

@@ -238,19 +238,22 @@ def test_a_push_to_a_hub_that_stops_answering_or_cannot_be_reached_is_a_clear_me
 
 def test_a_download_from_a_hub_that_stops_answering_is_a_clear_message(hub, tmp_path):
     """Downloads keep huggingface_hub's own limit per request (HF_HUB_DOWNLOAD_TIMEOUT, 10 s; read
-    at import, so the download runs in a process started with 1 s) and its retries."""
+    at import, so the download runs in a process started with 1 s) and its retries (all made; the
+    waits between them skipped by ``record_retry_waits``)."""
     push_checkpoint(GPT, "alice/slow", token=TOKEN, endpoint=hub.url)
     hub.stall_next(1.5, count=1000)  # past the 1 s limit of each request
-    script = ("import sys\nfrom babygpt.hub import download_checkpoint\ntry:\n"
+    script = (f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\nfrom hub_server import record_retry_waits\n"
+              "waits = record_retry_waits()\nfrom babygpt.hub import download_checkpoint\ntry:\n"
               f"    download_checkpoint('alice/slow', {str(tmp_path / 'copy')!r}, token={TOKEN!r}, "
               f"endpoint={hub.url!r})\n"
-              "except ValueError as error:\n    print(error)\n    sys.exit(3)\n")
+              "except ValueError as error:\n    print(error)\n    print('retries:', len(waits))\n    sys.exit(3)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_DOWNLOAD_TIMEOUT": "1", "HF_HUB_ETAG_TIMEOUT": "1",
            "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
     hub.stop_stalling()
     assert result.returncode == 3, result.stdout + result.stderr
     assert "stopped answering (alice/slow); try again in a moment" in result.stdout and TOKEN not in result.stdout
+    assert "retries: 0" not in result.stdout, "huggingface_hub retried before giving up"
     assert list(tmp_path.iterdir()) == [], "nothing half-written, no staging folder left"
 
 
