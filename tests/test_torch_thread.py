@@ -4,7 +4,9 @@ Why it matters (babygpt/ui/common.py): every thread that runs a parallel torch o
 pool, and two pools on a 2-core machine made a Compare twice as slow and training 30 % slower.
 """
 
+import concurrent.futures
 import contextvars
+import os
 import threading
 
 import gradio as gr
@@ -91,3 +93,36 @@ def test_user_errors_still_become_messages_and_io_handlers_stay_where_they_are_c
         return threading.current_thread()
 
     assert upload() is threading.current_thread()
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or torch.get_num_threads() < 2,
+                    reason="counts the process's threads in /proc; needs torch on more than one core")
+def test_an_io_handler_leaves_no_openmp_pool_behind_on_its_thread_and_keeps_the_torch_threads_cores():
+    """A Hub handler's torch work (a model card's samples) runs on gradio's thread, which lives on:
+    on several cores it would keep an OpenMP worker there, and every Compare after it would be slower."""
+    def parallel_work():
+        torch.randn(300_000).mul_(2)  # big enough to run in parallel
+        return torch.get_num_threads()
+
+    @friendly
+    def on_the_torch_thread():
+        return parallel_work()
+
+    cores = on_the_torch_thread()
+    gradio_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # like gradio's, it stays alive
+    gradio_thread.submit(lambda: None).result()
+    try:
+        started = os_threads()
+        assert gradio_thread.submit(friendly_io(parallel_work)).result() == 1, "on one core"
+        assert os_threads() == started, "no OpenMP worker stayed behind"
+        assert gradio_thread.submit(torch.get_num_threads).result() == cores, "the thread's own setting is back"
+        assert on_the_torch_thread() == cores >= 2, "the torch thread keeps its cores"
+        # the hazard itself: the same work on that thread without friendly_io keeps a worker there
+        gradio_thread.submit(parallel_work).result()
+        assert os_threads() > started
+    finally:
+        gradio_thread.shutdown()

@@ -10,6 +10,7 @@ import math
 import threading
 
 import gradio as gr
+import torch
 
 from .models import Session, can_be_a_base, has_attention, session_for
 
@@ -25,8 +26,11 @@ USER_ERRORS = (ValueError, FloatingPointError)
 # for every op instead. Gradio runs handlers on whichever of its worker threads is free, so two
 # handlers would leave two pools behind: a Compare then took twice as long and training ran 30 %
 # slower (bench/app_speed.py). A generator handler hands over one step at a time, so visitors'
-# generations still take turns.
-TORCH_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="babygpt-torch")
+# generations still take turns. The torch thread computes with the threads torch chose as the
+# process started (OMP_NUM_THREADS, else the cores), whatever another thread sets later.
+TORCH_THREADS = torch.get_num_threads()
+TORCH_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="babygpt-torch",
+                                                     initializer=torch.set_num_threads, initargs=(TORCH_THREADS,))
 _DONE = object()
 
 
@@ -38,10 +42,26 @@ def on_torch_thread(fn, *args, **kwargs):
     return TORCH_THREAD.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
 
+def on_one_core(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` where it is called, with its torch work on one core.
+
+    A handler that mostly waits on the network still does some torch work (the samples of a pushed
+    model's card, the checks of a download). With several cores that work would leave an OpenMP
+    pool behind on gradio's thread (see ``TORCH_THREAD``): after one Hub push every Compare took
+    twice as long, for as long as the app ran. On one core no pool is made. The thread's own setting
+    comes back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
+
+
 def friendly(fn, torch_thread: bool = True):
     """Turn the library's ``ValueError`` into a ``gr.Error`` the page shows as a message, and run
-    the handler on the torch thread (``torch_thread=False``: where gradio runs it)."""
-    run = on_torch_thread if torch_thread else (lambda f, *a, **k: f(*a, **k))
+    the handler on the torch thread (``torch_thread=False``: where gradio runs it, on one core)."""
+    run = on_torch_thread if torch_thread else on_one_core
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
