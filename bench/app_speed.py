@@ -23,6 +23,10 @@ HTTP included):
   itself, from the change until the redone card is on screen (the next animation frame after it
   arrived). This is what the goal is held to: ``gradio_client`` looks for its answer every 50 ms
   (a ``time.sleep(0.05)`` in its message loop), so its figure is mostly the client's own waiting;
+- **Compare after a Hub push**: the Hub tab's ``/push`` of ``gpt`` to the tests' Hub server on
+  127.0.0.1 (the app is started with ``HF_ENDPOINT`` pointing there), then Compare again, against
+  the rounds before it in the same app: a push's torch work (its card's samples) once left a second
+  OpenMP pool on gradio's thread, after which every Compare took twice as long;
 - **memory**: the app process's resident set (``VmRSS`` in ``/proc``) when idle after start-up, and
   again after the Compare and attention rounds; then its peak resident set (``VmHWM``) while it
   trains the Train tab's default preset (``gpt``: nanoGPT's CPU recipe) for ``--train-seconds``;
@@ -65,6 +69,7 @@ INSIDE_PROMPT = INSIDE_DEFAULT_PROMPT
 DEFAULT_TRAINING = dict(preset="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12,
                         max_iters=2000, learning_rate=1e-3)  # the Train tab as it opens
 GIB = 1024**3
+HUB_TOKEN = "hf_bench"
 
 
 def free_port() -> int:
@@ -212,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         with running_app() as (_, _, seconds):
             start_seconds.append(seconds)
             log(f"start {i + 1}: {seconds:.2f} s")
-    with running_app() as (process, url, seconds):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_server import FakeHub
+
+    hub_env = lambda hub: {"HF_ENDPOINT": hub.url, "HF_TOKEN": HUB_TOKEN, "HF_HUB_OFFLINE": "0",  # noqa: E731
+                           "HF_HUB_DISABLE_XET": "1"}  # the app pushes to the tests' Hub server on 127.0.0.1
+    with FakeHub(token=HUB_TOKEN) as hub, running_app(hub_env(hub)) as (process, url, seconds):
         start_seconds.append(seconds)
         log(f"start {starts}: {seconds:.2f} s")
         time.sleep(1.0)  # let the first page's requests settle before calling it idle
@@ -259,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                 + ", Inside " + ", ".join(f"{m} {1e3 * t[-1]:.0f} ms" for m, t in inside_seconds.items())
                 + f", slider {1e3 * slider_seconds[-1]:.0f} ms")
         after_use = memory_of(process.pid)["VmRSS"]
+        push_seconds = timed(lambda: client.predict("gpt", "bench/gpt", False, "babygpt", api_name="/push"))
+        if "bench/gpt" not in hub.repos:
+            raise RuntimeError("the push did not reach the Hub server")
+        after_push_seconds = [timed(lambda r=r: compare(100 + r)) for r in range(min(rounds, 3))]
+        log(f"a Hub push {push_seconds:.2f} s, then compare " + ", ".join(f"{t:.2f}" for t in after_push_seconds)
+            + " s")
         log("a temperature change in chromium")
         browser_seconds = browser_temperature_seconds(url, 3 if args.quick else 9)
 
@@ -279,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         "start_seconds": start_seconds, "start_median": statistics.median(start_seconds),
         "compare_first_seconds": first_compare, "compare_seconds": compare_seconds,
         "compare_median": statistics.median(compare_seconds),
+        "push_seconds": push_seconds, "compare_after_push_seconds": after_push_seconds,
+        "compare_after_push_median": statistics.median(after_push_seconds),
         "heatmap_seconds": heatmap_seconds,
         "heatmap_median": {m: statistics.median(t) for m, t in heatmap_seconds.items()},
         "inside_seconds": inside_seconds, "inside_median": {m: statistics.median(t) for m, t in inside_seconds.items()},
@@ -300,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| Compare, {compare_label} | {result['compare_median']:.2f} s | "
           f"{', '.join(f'{s:.2f}' for s in compare_seconds)} s (the first after start, loading the models: "
           f"{first_compare:.2f} s) |")
+    print(f"| Compare, {compare_label}, after a Hub push | {result['compare_after_push_median']:.2f} s | "
+          f"{', '.join(f'{s:.2f}' for s in after_push_seconds)} s (the push itself: {push_seconds:.2f} s) |")
     for model, times in heatmap_seconds.items():
         print(f"| attention heatmaps, {model} | {1e3 * result['heatmap_median'][model]:.0f} ms | "
               f"{', '.join(f'{1e3 * t:.0f}' for t in times)} ms |")
@@ -331,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Goals\n")
     goal("app start until the page answers", result["start_median"], 6.0, "s")
     goal(f"Compare, {compare_label.replace('models', 'shipped models')}", result["compare_median"], 1.5, "s")
+    goal("Compare after a Hub push, against before it in the same app", result["compare_after_push_median"]
+         / result["compare_median"], 1.2, "x")
     goal("attention heatmap, slowest shipped model", 1e3 * max(result["heatmap_median"].values()), 300.0, "ms")
     goal("Inside, the whole walk, slowest shipped model", 1e3 * max(result["inside_median"].values()), 500.0, "ms")
     if browser_seconds:

@@ -91,6 +91,7 @@ def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     for text in ("| start: `python app.py` until the page answers |", "| Compare, 5 models x 20 tokens |",
+                 "| Compare, 5 models x 20 tokens, after a Hub push |",
                  "attention heatmaps, llama", "| Inside, the whole walk, llama |",
                  "| Inside, a temperature change through gradio_client |",
                  "| Inside, a temperature change in chromium, until painted |", "## Goals"):
@@ -102,6 +103,8 @@ def test_app_benchmark_starts_the_app_and_reports_its_goals(tmp_path):
     assert {"Inside, the whole walk, slowest shipped model", "Inside, a temperature change (in chromium)"} <= {
         g["goal"] for g in report["goals"]}
     assert len(report["result"]["browser_slider_seconds"]) == 3
+    assert "Compare after a Hub push, against before it in the same app" in {g["goal"] for g in report["goals"]}
+    assert report["result"]["push_seconds"] > 0 and len(report["result"]["compare_after_push_seconds"]) == 1
     assert report["result"]["idle_rss"] < report["result"]["peak_rss_training"]
     assert report["result"]["app_training_tokens_per_s"] > 0 and report["result"]["cli_training_tokens_per_s"] > 0
 
