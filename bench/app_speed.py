@@ -36,7 +36,8 @@ HTTP included):
 
 Goals (issue "Performance"): start <= 6 s, Compare of 5 models x 200 tokens <= 1.5 s (round two;
 3 s before), a heatmap <= 300 ms, idle RSS <= 1 GB, training the default preset <= 2 GB; (issue "Inside") Inside's walk
-<= 500 ms, a temperature change <= 150 ms.
+<= 500 ms, a temperature change <= 150 ms; (this round) Compare after a Hub push <= 1.2x the Compare before
+it in the same app.
 
 Usage: ``python -m bench.app_speed`` (about 2 minutes on 2 cores), ``--quick`` (one start, one
 round, 5 s of training), ``--json PATH``. Stdout carries the markdown report; progress goes to stderr.
