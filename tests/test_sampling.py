@@ -300,6 +300,21 @@ def test_side_by_side_streams_every_model_and_matches_solo_generation(model, tok
     assert [r["a"]["new_tokens"] for r in rounds[:3]] == [1, 2, 3], "columns grow together"
 
 
+def test_longer_turns_write_the_same_columns_in_fewer_rounds(model, tokenizer):
+    other = build_model(variant_config("llama-gqa")).eval()
+    models = {"a": (model, tokenizer), "b": (other, tokenizer)}
+    one = list(side_by_side(models, "abc", 10, seed=4))
+    four = list(side_by_side(models, "abc", 10, seed=4, tokens_per_turn=4))
+    assert [r["a"]["new_tokens"] for r in four] == [4, 8, 10] and [r["b"]["new_tokens"] for r in four] == [4, 8, 10]
+    assert len(one) == 10 and four[-1]["a"]["done"] and four[-1]["b"]["done"]
+    for name in models:
+        assert four[-1][name]["text"] == one[-1][name]["text"]
+        assert [s.token_id for s in four[-1][name]["steps"]] == [s.token_id for s in one[-1][name]["steps"]]
+    for bad in (0, -1, True, 2.5, "4"):
+        with pytest.raises(ValueError, match="tokens_per_turn"):
+            next(side_by_side(models, "abc", 10, tokens_per_turn=bad))
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 

@@ -90,6 +90,7 @@ def test_a_long_request_keeps_its_session_until_its_last_answer(monkeypatch):
 
     monkeypatch.setattr(models, "IDLE_SECONDS", 0.3)
     monkeypatch.setattr(compare_tab, "REDRAW_SECONDS", 0.0)  # an answer after every token
+    monkeypatch.setattr(compare_tab, "TOKENS_PER_TURN", 1)
     visitor = session_for("long-request")
 
     class Request:

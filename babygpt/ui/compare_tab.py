@@ -27,6 +27,10 @@ from .models import WEIGHTS
 MAX_NEW_TOKENS = 1000  # a cap that keeps a shared CPU Space responsive
 MAX_MODELS = 6
 REDRAW_SECONDS = 0.1  # the columns grow with every token; redrawing them 10 times a second is plenty
+# Tokens each model writes in its turn: its weights and cache are still in the processor's caches
+# for its next token (bench/generate_speed.py measures side_by_side with it); 8 tokens of five
+# models take a few tens of milliseconds, less than a redraw.
+TOKENS_PER_TURN = 8
 COLOUR_BY = ("probability", "entropy")
 
 
@@ -162,7 +166,7 @@ def compare(names, prompt, max_new_tokens, temperature, top_k, top_p, seed, mode
     settings = {"temperature": temperature, "top_k": whole_number(top_k, "top-k", 0, 10**9), "top_p": float(top_p),
                 "seed": whole_number(seed, "seed", -(2**63), 2**63 - 1), "stop_strings": parse_stop(stop)}
     results, last_drawn, columns = {}, 0.0, Columns(info, colour_by, prompt)
-    for results in side_by_side(models, prompt, max_new_tokens, **settings):
+    for results in side_by_side(models, prompt, max_new_tokens, tokens_per_turn=TOKENS_PER_TURN, **settings):
         session.touch()
         if time.monotonic() - last_drawn >= REDRAW_SECONDS:
             last_drawn = time.monotonic()
