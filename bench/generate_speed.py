@@ -53,18 +53,37 @@ For every shipped checkpoint, greedy text from the Compare tab's prompt, 200 tok
 weights and with the bf16 copy: the token where the two texts part (bf16 rounds the logits, so a
 near tie can flip and the texts then go their own ways), or "same" when they never do.
 
+Where a step's time goes
+------------------------
+Beside the roofline, in the same rounds, the step's matrix products alone: every ``nn.Linear`` of
+the cached model applied to one row, back to back, outside the model. They read every weight once,
+as the step does; the step's time beyond theirs is its other operations (norms, attention, GELU,
+the cache's writes, module calls), which no faster product can remove.
+
+Compare's five models in one process
+------------------------------------
+The Compare tab's goal (``bench/app_speed.py``: the five costliest shipped models x 200 tokens
+through the app) measured without the app, in interleaved rounds: ``side_by_side`` as the tab calls
+it; the forward passes of that generation alone (the same ids fed again, step by step, through the
+library's ``Context``: every window it re-encodes and every cached step, no sampling); and, for
+reference only, the same ids under a *context shift* (``ContextShift`` below: once the window is
+full, keep its last half and re-encode that once), a policy the library does not use because it
+changes what a model sees past ``block_size``. The first two show how much of the app's goal the
+library alone already takes; the third, what giving up exact re-encoding would buy.
+
 Goals: cached >= 1.5x transformers at both shapes; cached >= 5x uncached at the big shape; a
 cached fp32 step <= 1.6x the weight-streaming time at the big shape; bf16 weights >= 1.8x the fp32
 cached tokens/s and >= 1.5x transformers bf16 at the big shape; time to first token <= 100 ms for
 every shipped model.
 
-Usage: ``python -m bench.generate_speed`` (about 2 minutes on 2 cores), ``--quick`` (small shape,
-a few rounds), ``--repeats N --threads N --shapes small,big --json PATH``.
+Usage: ``python -m bench.generate_speed`` (about 3 minutes on 2 cores), ``--quick`` (small shape,
+a few rounds), ``--repeats N --threads N --shapes small,big --compare-tokens N --json PATH``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import sys
@@ -75,16 +94,19 @@ from pathlib import Path
 
 import torch
 
-from babygpt.checkpoint import load_checkpoint
+from babygpt.checkpoint import base_among, is_adapter, load_adapter, load_checkpoint, shipped_checkpoints
 from babygpt.kernels import bfloat16_weights, fastest_linear
 from babygpt.machine import chosen_shapes, cpu_flags, describe, load_average, log
 from babygpt.models import build_model, make_config
-from babygpt.sampling import generate, stream, token_ids
+from babygpt.sampling import Context, generate, side_by_side, stream, token_ids
 from bench.reference_models import models_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
 VOCAB = 65
+# The Compare tab's goal in bench/app_speed.py: these shipped models, its default prompt, 200 new tokens.
+COMPARE_MODELS = ("gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora")
+COMPARE_PROMPT = "Hamlet:\n"
 NATIVE_BF16 = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
@@ -191,18 +213,33 @@ def streaming_seconds(model, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
+def products_seconds(model, repeats: int = 20) -> float:
+    """The matrix products of one decoding step alone: every ``nn.Linear`` of the model applied to
+    one row, back to back, outside the model (median of ``repeats``)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    rows = [torch.randn(1, 1, layer.in_features) for layer in layers]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for layer, row in zip(layers, rows):
+            torch.nn.functional.linear(row, layer.weight, layer.bias)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def bench_shape(shape: Shape, repeats: int, log) -> dict[tuple[str, str], Setting]:
     settings = {key: Setting(*key, shape) for key in SETTINGS}
     with torch.no_grad():
         for s in settings.values():
             s.run(seed=0)  # warm-up
         cached = settings[("babygpt-cached", "fp32")]
-        cached.streaming = []
+        cached.streaming, cached.products = [], []
         for r in range(repeats):
             order = list(settings.values()) if r % 2 == 0 else list(settings.values())[::-1]
             for s in order:
                 s.times.append(s.run(seed=r))
             cached.streaming.append(streaming_seconds(cached.model))  # in the same round as the steps
+            cached.products.append(products_seconds(cached.model))
             log(f"[{shape.name}] round {r + 1}/{repeats} (tok/s): "
                 + ", ".join(f"{s.label} {shape.new / s.times[-1]:.0f}" for s in settings.values()))
     return settings
@@ -260,12 +297,117 @@ def where_bf16_parts(new_tokens: int, log) -> list[dict]:
     return rows
 
 
+class ContextShift(Context):
+    """A reference, not the library's policy: once the window is full, keep its last half,
+    re-encode that once, and go on with the cache until the window is full again (llama.cpp calls
+    it a context shift). One re-encode then serves ``block_size / 2`` steps instead of one, but past
+    ``block_size`` the model sees between half and all of its context where the library's always sees
+    all of it, so cached text no longer equals uncached text (issue 4 asks that it does)."""
+
+    @torch.inference_mode()
+    def next_logits(self, ids: list[int]) -> torch.Tensor:
+        if self.cache.length == 0 or len(ids) - self.window_start > self.max_context:
+            keep = self.max_context // 2 if self.cache.length else self.max_context
+            self.window_start = max(0, len(ids) - keep)
+            self.cache.reset()
+            self.encodes += 1
+        new = ids[self.window_start + self.cache.length:]
+        logits, _ = self.model(torch.tensor([new], device=self.device), cache=self.cache, last_position_only=True)
+        return logits[0, -1]
+
+
+def compare_models() -> dict:
+    """The Compare goal's models as the app loads them: ``{name: (model, tokenizer)}``, the adapter
+    on its shipped base, unmerged."""
+    shipped, models = shipped_checkpoints(), {}
+    for name in COMPARE_MODELS:
+        path = shipped[name]
+        checkpoint = load_adapter(path, base=base_among(path, shipped)) if is_adapter(path) else load_checkpoint(path)
+        models[name] = (checkpoint.model, checkpoint.tokenizer)
+    return models
+
+
+def forwards_seconds(models: dict, ids: dict, policy) -> tuple[float, int]:
+    """Seconds to feed each model its ids again, one step at a time, through ``policy`` (a
+    ``Context``): the forward passes of a generation with no sampling. Also the re-encodes made."""
+    seconds, encodes = 0.0, 0
+    for name, (model, _) in models.items():
+        prompt, sequence = ids[name]
+        model.eval()
+        start = time.perf_counter()
+        context = policy(model)
+        for end in range(prompt, len(sequence)):
+            context.next_logits(sequence[:end])
+        seconds += time.perf_counter() - start
+        encodes += context.encodes
+    return seconds, encodes
+
+
+def bench_compare(new_tokens: int, repeats: int, log) -> dict:
+    """Compare's five models in one process: ``side_by_side`` one token a turn and as the tab calls
+    it, its forward passes alone, and the same ids under a context shift (reference); interleaved
+    rounds, medians."""
+    from babygpt.ui.compare_tab import TOKENS_PER_TURN
+
+    models = compare_models()
+    settings = dict(temperature=1.0, top_k=0, top_p=1.0)  # as bench/app_speed.py asks the app
+    ids: dict = {}  # name -> (prompt length, prompt + new ids) of the round's generation
+    by_seed: dict = {}  # seed -> the ids its first generation wrote: the other must write the same
+
+    def library(seed: int, turn: int) -> float:
+        start = time.perf_counter()
+        results = collections.deque(side_by_side(models, COMPARE_PROMPT, new_tokens, tokens_per_turn=turn, seed=seed,
+                                                 **settings), 1)[0]
+        seconds = time.perf_counter() - start
+        written = {}
+        for name, (_, tokenizer) in models.items():
+            prompt = tokenizer.encode(COMPARE_PROMPT)
+            written[name] = (len(prompt), prompt + [step.token_id for step in results[name]["steps"]])
+        if by_seed.setdefault(seed, written) != written:
+            raise RuntimeError(f"with {turn} tokens a turn the models wrote other tokens (seed {seed})")
+        ids.update(written)
+        return seconds
+
+    runs = {"side_by_side, 1 token a turn": lambda seed: library(seed, 1),
+            f"side_by_side, {TOKENS_PER_TURN} tokens a turn (the Compare tab)": lambda seed: library(seed,
+                                                                                                 TOKENS_PER_TURN),
+            "forward passes alone": lambda _: forwards_seconds(models, ids, Context)[0],
+            "forward passes alone, context shift (reference)": lambda _: forwards_seconds(models, ids, ContextShift)[0]}
+    labels = list(runs)
+    for label in labels:
+        runs[label](0)  # warm-up
+    times = {label: [] for label in labels}
+    for r in range(repeats):
+        # the two generations first, in either order (the same tokens), then the replays of them
+        order = labels[:2] if r % 2 == 0 else labels[1::-1]
+        order += labels[2:] if r % 2 == 0 else labels[:1:-1]
+        for label in order:
+            times[label].append(runs[label](r))
+        log(f"[compare] round {r + 1}/{repeats} (s): " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()))
+    encodes = {"exact": forwards_seconds(models, ids, Context)[1],
+               "context shift": forwards_seconds(models, ids, ContextShift)[1]}
+    return {"models": list(models), "new_tokens": new_tokens, "rounds": repeats, "encodes": encodes,
+            "tokens_per_turn": TOKENS_PER_TURN,
+            "block_sizes": {name: model.config.block_size for name, (model, _) in models.items()},
+            "prompt_tokens": {name: prompt for name, (prompt, _) in ids.items()},
+            "seconds": {label: statistics.median(values) for label, values in times.items()},
+            "rounds_seconds": times}
+
+
+def info(goals: list, text: str, shown: str) -> None:
+    """A figure with no target, in the goals' list (status INFO), so ``python -m bench`` gathers it."""
+    goals.append({"goal": text, "status": "INFO", "value": None, "shown": shown})
+    print(f"- INFO  {text}: {shown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small shape, 3 rounds")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default per shape)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--shapes", default=None, help="comma-separated subset of: " + ", ".join(SHAPES))
+    parser.add_argument("--compare-tokens", type=int, default=None,
+                        help="new tokens per model in the one-process Compare (200; --quick 80; 0: none)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -305,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         by_key[(name, "babygpt-cached", "fp32")]["roofline_ratio"] = statistics.median(
             (t / shape.new) / streamed for t, streamed in zip(cached.times, cached.streaming))
         by_key[(name, "babygpt-cached", "fp32")]["streaming_ms"] = statistics.median(cached.streaming) * 1e3
+        by_key[(name, "babygpt-cached", "fp32")]["products_ms"] = statistics.median(cached.products) * 1e3
+        by_key[(name, "babygpt-cached", "fp32")]["products_ratio"] = statistics.median(
+            products / streamed for products, streamed in zip(cached.products, cached.streaming))
         for (impl, precision), s in settings.items():
             row = by_key[(name, impl, precision)]
             row["vs_hf_fp32"] = paired_speedup(s, settings[("hf-generate", "fp32")])
@@ -312,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             row["vs_uncached"] = paired_speedup(s, settings[("babygpt-uncached", "fp32")])
             row["vs_cached_fp32"] = paired_speedup(s, settings[("babygpt-cached", "fp32")])
     first_token = bench_first_token(3 if args.quick else 9, log)
+    compare_tokens = args.compare_tokens if args.compare_tokens is not None else (80 if args.quick else 200)
+    compare_rounds = args.repeats or (3 if args.quick else 5)
+    compare = bench_compare(compare_tokens, compare_rounds, log) if compare_tokens else None
     parting = where_bf16_parts(50 if args.quick else 200, log) if NATIVE_BF16 else []
     env["load average at the end"] = load_average()
     env["seconds"] = round(time.perf_counter() - started, 1)
@@ -326,13 +474,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['shape']} | {row['implementation']} | {row['precision']} | {row['tokens_per_s']:,.0f} | "
               f"{row['ms_per_token']:.2f} | {row['vs_hf_same_precision']:.2f}x | {row['vs_hf_fp32']:.2f}x | "
               f"{row['vs_uncached']:.2f}x |")
-    print("\n| shape | weights | streaming them once (a sum over each) | cached fp32 step | roofline ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| shape | weights | streaming them once (a sum over each) | the step's products alone "
+          "| cached fp32 step | products vs streaming | roofline ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in shape_names:
         row = by_key[(name, "babygpt-cached", "fp32")]
         megabytes = sum(p.numel() * 4 for p in Setting("babygpt-cached", "fp32", SHAPES[name]).model.parameters()) / 1e6
-        print(f"| {name} | {megabytes:.1f} MB | {row['streaming_ms']:.2f} ms | {row['ms_per_token']:.2f} ms | "
-              f"{row['roofline_ratio']:.2f}x |")
+        print(f"| {name} | {megabytes:.1f} MB | {row['streaming_ms']:.2f} ms | {row['products_ms']:.2f} ms | "
+              f"{row['ms_per_token']:.2f} ms | {row['products_ratio']:.2f}x | {row['roofline_ratio']:.2f}x |")
+    if compare:
+        exact, shifted = compare["encodes"]["exact"], compare["encodes"]["context shift"]
+        print(f"\n| Compare in one process: {', '.join(compare['models'])} x {compare['new_tokens']} tokens "
+              f"after {COMPARE_PROMPT!r} (median of {compare['rounds']} rounds) | seconds | window re-encodes |")
+        print("|---|---:|---:|")
+        for label, seconds in compare["seconds"].items():
+            encodes = shifted if "context shift" in label else exact
+            print(f"| {label} | {seconds:.2f} | {encodes} |")
     if parting:
         print(f"\n| shipped model | greedy text, bf16 weights vs float32 ({parting[0]['tokens']} tokens after "
               "'Hamlet:\\n') | the text they share |")
@@ -372,9 +529,22 @@ def main(argv: list[str] | None = None) -> int:
     slowest = max((max(r["default prompt"], r["full context"]) for r in first_token), default=None)
     goal("slowest time to first token of a shipped model", slowest and slowest * 1e3, 100.0, " ms",
          higher_is_better=False)
+    row = by_key.get(("big", "babygpt-cached", "fp32"))
+    if row:
+        info(goals, "the big step's matrix products alone vs streaming the weights once (no target)",
+             f"{row['products_ratio']:.2f}x (the whole step {row['roofline_ratio']:.2f}x)")
+    if compare:
+        seconds = compare["seconds"]
+        tab = f"side_by_side, {compare['tokens_per_turn']} tokens a turn (the Compare tab)"
+        info(goals, f"Compare's {len(compare['models'])} models x {compare['new_tokens']} tokens in one process, "
+             "no app (the app's goal is 1.5 s; no target here)",
+             f"side_by_side {seconds[tab]:.2f} s ({seconds['side_by_side, 1 token a turn']:.2f} s one token a turn), "
+             f"its forward passes alone {seconds['forward passes alone']:.2f} s; with a context shift (reference) "
+             f"{seconds['forward passes alone, context shift (reference)']:.2f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"env": env, "rows": rows, "first_token": first_token,
-                                               "bf16_parting": parting, "goals": goals}, indent=2))
+                                               "bf16_parting": parting, "compare": compare, "goals": goals},
+                                              indent=2))
     return 0
 
 

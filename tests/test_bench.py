@@ -37,8 +37,8 @@ def test_train_speed_benchmark_runs_and_reports_its_goals(tmp_path):
 
 def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bench.generate_speed", "--shapes", "small", "--repeats", "1", "--json",
-         str(tmp_path / "out.json")],
+        [sys.executable, "-m", "bench.generate_speed", "--shapes", "small", "--repeats", "1", "--compare-tokens", "80",
+         "--json", str(tmp_path / "out.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -57,6 +57,23 @@ def test_generate_speed_benchmark_runs_and_reports_its_goals(tmp_path):
     assert cached["roofline_ratio"] > 1 and cached["streaming_ms"] > 0
     assert "| small | 3.2 MB |" in result.stdout and "roofline ratio" in result.stdout
     assert any(goal["goal"].startswith("fp32 cached step vs streaming") for goal in report["goals"])
+    # the step's products alone read every weight too, and are part of the step
+    assert cached["products_ms"] > 0 and cached["products_ratio"] > 0 and cached["products_ms"] < cached["ms_per_token"]
+    # Compare's five models in one process: past block_size the library re-encodes the window at
+    # every step (the first encoding, then one per step whose window has moved); the context shift
+    # (reference) once per half window
+    compare = report["compare"]
+    assert compare["models"] == ["gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora"]
+    assert compare["new_tokens"] == 80 and "| Compare in one process:" in result.stdout
+    moved = {name: max(0, compare["prompt_tokens"][name] + 80 - 1 - block)
+             for name, block in compare["block_sizes"].items()}
+    assert compare["encodes"]["exact"] == sum(1 + n for n in moved.values())
+    most_shifts = sum(1 + -(-n // (compare["block_sizes"][name] // 2)) for name, n in moved.items())
+    assert 0 < compare["encodes"]["context shift"] <= most_shifts < compare["encodes"]["exact"]
+    assert set(compare["seconds"]) == {"side_by_side, 1 token a turn", "forward passes alone",
+                                       f"side_by_side, {compare['tokens_per_turn']} tokens a turn (the Compare tab)",
+                                       "forward passes alone, context shift (reference)"}
+    assert all(seconds > 0 for seconds in compare["seconds"].values())
 
 
 def test_speedrun_benchmark_runs_its_recipes(tmp_path):
