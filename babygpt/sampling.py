@@ -232,7 +232,7 @@ def stream(
         stopped = token in stop_ids or any(s in new_text[tail_start:] for s in stop_strings)
         yield Step(
             token, text, float(probs[token]), chance, entropy,
-            [(tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)],
+            [(tokenizer.decode([i]), p) for p, i in zip(top.values.tolist(), top.indices.tolist())],
             logits, context_cut=cut and n == 1,
             finish_reason="stop" if stopped else "length" if n == max_new_tokens else None,
         )
