@@ -94,19 +94,16 @@ from pathlib import Path
 
 import torch
 
-from babygpt.checkpoint import base_among, is_adapter, load_adapter, load_checkpoint, shipped_checkpoints
+from babygpt.checkpoint import load_checkpoint, shipped_checkpoints
 from babygpt.kernels import bfloat16_weights, fastest_linear
 from babygpt.machine import chosen_shapes, cpu_flags, describe, load_average, log
-from babygpt.models import build_model, make_config
+from babygpt.models import build_model, evaluating, make_config
 from babygpt.sampling import Context, generate, side_by_side, stream, token_ids
 from bench.reference_models import models_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
 VOCAB = 65
-# The Compare tab's goal in bench/app_speed.py: these shipped models, its default prompt, 200 new tokens.
-COMPARE_MODELS = ("gpt", "gpt-time-weighted", "gpt-low-rank", "llama", "gpt-kjv-lora")
-COMPARE_PROMPT = "Hamlet:\n"
 NATIVE_BF16 = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
@@ -316,29 +313,18 @@ class ContextShift(Context):
         return logits[0, -1]
 
 
-def compare_models() -> dict:
-    """The Compare goal's models as the app loads them: ``{name: (model, tokenizer)}``, the adapter
-    on its shipped base, unmerged."""
-    shipped, models = shipped_checkpoints(), {}
-    for name in COMPARE_MODELS:
-        path = shipped[name]
-        checkpoint = load_adapter(path, base=base_among(path, shipped)) if is_adapter(path) else load_checkpoint(path)
-        models[name] = (checkpoint.model, checkpoint.tokenizer)
-    return models
-
-
 def forwards_seconds(models: dict, ids: dict, policy) -> tuple[float, int]:
     """Seconds to feed each model its ids again, one step at a time, through ``policy`` (a
     ``Context``): the forward passes of a generation with no sampling. Also the re-encodes made."""
     seconds, encodes = 0.0, 0
     for name, (model, _) in models.items():
         prompt, sequence = ids[name]
-        model.eval()
-        start = time.perf_counter()
-        context = policy(model)
-        for end in range(prompt, len(sequence)):
-            context.next_logits(sequence[:end])
-        seconds += time.perf_counter() - start
+        with evaluating(model):
+            start = time.perf_counter()
+            context = policy(model)
+            for end in range(prompt, len(sequence)):
+                context.next_logits(sequence[:end])
+            seconds += time.perf_counter() - start
         encodes += context.encodes
     return seconds, encodes
 
@@ -347,32 +333,43 @@ def bench_compare(new_tokens: int, repeats: int, log) -> dict:
     """Compare's five models in one process: ``side_by_side`` one token a turn and as the tab calls
     it, its forward passes alone, and the same ids under a context shift (reference); interleaved
     rounds, medians."""
+    # The goal's models and prompt, loaded as the app loads them (the adapter on its shipped base,
+    # unmerged). These imports bring in gradio (babygpt.ui), which the rest of this benchmark does not need.
     from babygpt.ui.compare_tab import TOKENS_PER_TURN
+    from babygpt.ui.models import load
+    from bench.app_speed import COMPARE_MODELS, PROMPT
 
-    models = compare_models()
+    shipped = shipped_checkpoints()
+    checkpoints = {name: load(shipped[name]) for name in COMPARE_MODELS}
+    models = {name: (checkpoint.model, checkpoint.tokenizer) for name, checkpoint in checkpoints.items()}
     settings = dict(temperature=1.0, top_k=0, top_p=1.0)  # as bench/app_speed.py asks the app
     ids: dict = {}  # name -> (prompt length, prompt + new ids) of the round's generation
     by_seed: dict = {}  # seed -> the ids its first generation wrote: the other must write the same
+    encodes: dict = {}  # policy -> the window re-encodes its last replay made
 
     def library(seed: int, turn: int) -> float:
         start = time.perf_counter()
-        results = collections.deque(side_by_side(models, COMPARE_PROMPT, new_tokens, tokens_per_turn=turn, seed=seed,
+        results = collections.deque(side_by_side(models, PROMPT, new_tokens, tokens_per_turn=turn, seed=seed,
                                                  **settings), 1)[0]
         seconds = time.perf_counter() - start
         written = {}
         for name, (_, tokenizer) in models.items():
-            prompt = tokenizer.encode(COMPARE_PROMPT)
+            prompt = tokenizer.encode(PROMPT)
             written[name] = (len(prompt), prompt + [step.token_id for step in results[name]["steps"]])
         if by_seed.setdefault(seed, written) != written:
             raise RuntimeError(f"with {turn} tokens a turn the models wrote other tokens (seed {seed})")
         ids.update(written)
         return seconds
 
+    def replay(policy, name: str) -> float:
+        seconds, encodes[name] = forwards_seconds(models, ids, policy)
+        return seconds
+
     runs = {"side_by_side, 1 token a turn": lambda seed: library(seed, 1),
             f"side_by_side, {TOKENS_PER_TURN} tokens a turn (the Compare tab)": lambda seed: library(seed,
                                                                                                  TOKENS_PER_TURN),
-            "forward passes alone": lambda _: forwards_seconds(models, ids, Context)[0],
-            "forward passes alone, context shift (reference)": lambda _: forwards_seconds(models, ids, ContextShift)[0]}
+            "forward passes alone": lambda _: replay(Context, "exact"),
+            "forward passes alone, context shift (reference)": lambda _: replay(ContextShift, "context shift")}
     labels = list(runs)
     for label in labels:
         runs[label](0)  # warm-up
@@ -384,9 +381,7 @@ def bench_compare(new_tokens: int, repeats: int, log) -> dict:
         for label in order:
             times[label].append(runs[label](r))
         log(f"[compare] round {r + 1}/{repeats} (s): " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()))
-    encodes = {"exact": forwards_seconds(models, ids, Context)[1],
-               "context shift": forwards_seconds(models, ids, ContextShift)[1]}
-    return {"models": list(models), "new_tokens": new_tokens, "rounds": repeats, "encodes": encodes,
+    return {"models": list(models), "prompt": PROMPT, "new_tokens": new_tokens, "rounds": repeats, "encodes": encodes,
             "tokens_per_turn": TOKENS_PER_TURN,
             "block_sizes": {name: model.config.block_size for name, (model, _) in models.items()},
             "prompt_tokens": {name: prompt for name, (prompt, _) in ids.items()},
@@ -485,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     if compare:
         exact, shifted = compare["encodes"]["exact"], compare["encodes"]["context shift"]
         print(f"\n| Compare in one process: {', '.join(compare['models'])} x {compare['new_tokens']} tokens "
-              f"after {COMPARE_PROMPT!r} (median of {compare['rounds']} rounds) | seconds | window re-encodes |")
+              f"after {compare['prompt']!r} (median of {compare['rounds']} rounds) | seconds | window re-encodes |")
         print("|---|---:|---:|")
         for label, seconds in compare["seconds"].items():
             encodes = shifted if "context shift" in label else exact
